@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX exporters (installed as samedge.exporters; needs the `export` extra)."""

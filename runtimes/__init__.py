@@ -1,0 +1,1 @@
+"""Backends behind one interface (installed as samedge.runtimes)."""

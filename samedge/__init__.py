@@ -1,0 +1,61 @@
+"""samedge: the Segment Anything family on edge hardware.
+
+Export a SAM / MobileSAM checkpoint to ONNX, build FP16/INT8 variants, run them
+on ONNX Runtime, OpenVINO or TensorRT, and serve camera frames.
+
+Example:
+    >>> import samedge
+    >>> samedge.get_model_spec("sam_vit_b").image_size
+    1024
+"""
+
+from __future__ import annotations
+
+from samedge._version import __version__
+from samedge.errors import (
+    BackendError,
+    BackendUnavailableError,
+    CheckpointError,
+    DeviceUnavailableError,
+    EngineCacheError,
+    ExportError,
+    ImageError,
+    InputError,
+    ModelDirError,
+    OutputExistsError,
+    ParityError,
+    PredictorStateError,
+    ProfileLimitError,
+    PromptError,
+    SamedgeError,
+    SamedgeWarning,
+    UnknownNameError,
+)
+from samedge.model_dir import ModelCard, read_model_dir
+from samedge.models import ModelSpec, get_model_spec, list_models
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "CheckpointError",
+    "DeviceUnavailableError",
+    "EngineCacheError",
+    "ExportError",
+    "ImageError",
+    "InputError",
+    "ModelCard",
+    "ModelDirError",
+    "ModelSpec",
+    "OutputExistsError",
+    "ParityError",
+    "PredictorStateError",
+    "ProfileLimitError",
+    "PromptError",
+    "SamedgeError",
+    "SamedgeWarning",
+    "UnknownNameError",
+    "__version__",
+    "get_model_spec",
+    "list_models",
+    "read_model_dir",
+]
