@@ -1,1 +1,64 @@
-"""Backends behind one interface (installed as samedge.runtimes)."""
+"""Backends behind one interface (installed as ``samedge.runtimes``).
+
+A :class:`Backend` runs one ONNX graph: construct it cheaply, it loads on first
+use, :meth:`Backend.infer` validates feeds against its :class:`TensorSpec`\\ s.
+:func:`open_backend` picks and creates one (``backend="auto"`` by default);
+:func:`select_backend` says which it would pick and why; :func:`available_backends`
+lists what this machine has. Importing this package never imports TensorRT or
+OpenVINO.
+
+Example:
+    >>> from samedge.runtimes import open_backend                     # doctest: +SKIP
+    >>> with open_backend("model/encoder.onnx") as encoder:           # doctest: +SKIP
+    ...     print(encoder.name, encoder.device, encoder.precision)
+    openvino CPU bf16
+"""
+
+from __future__ import annotations
+
+from samedge.runtimes.base import Backend, Dim, TensorSpec
+from samedge.runtimes.cache import CacheKey, EngineCache, default_cache_root
+from samedge.runtimes.ort import PREFERRED_PROVIDERS, GraphOptimization, OrtBackend, OrtConfig
+from samedge.runtimes.ov import (
+    InferencePrecision,
+    OpenVinoBackend,
+    OpenVinoConfig,
+    OvDevice,
+    PerformanceHint,
+)
+from samedge.runtimes.select import (
+    BACKENDS,
+    BackendChoice,
+    BackendInfo,
+    available_backends,
+    backend_class,
+    open_backend,
+    refresh_probes,
+    select_backend,
+)
+
+__all__ = [
+    "BACKENDS",
+    "PREFERRED_PROVIDERS",
+    "Backend",
+    "BackendChoice",
+    "BackendInfo",
+    "CacheKey",
+    "Dim",
+    "EngineCache",
+    "GraphOptimization",
+    "InferencePrecision",
+    "OpenVinoBackend",
+    "OpenVinoConfig",
+    "OrtBackend",
+    "OrtConfig",
+    "OvDevice",
+    "PerformanceHint",
+    "TensorSpec",
+    "available_backends",
+    "backend_class",
+    "default_cache_root",
+    "open_backend",
+    "refresh_probes",
+    "select_backend",
+]

@@ -33,6 +33,9 @@ from samedge.errors import (
 )
 from samedge.model_dir import ModelCard, read_model_dir
 from samedge.models import ModelSpec, get_model_spec, list_models
+from samedge.predictor import Predictor
+from samedge.preprocess import Resample
+from samedge.prompts import ObjectPrompt
 
 __all__ = [
     "BackendError",
@@ -46,11 +49,14 @@ __all__ = [
     "ModelCard",
     "ModelDirError",
     "ModelSpec",
+    "ObjectPrompt",
     "OutputExistsError",
     "ParityError",
+    "Predictor",
     "PredictorStateError",
     "ProfileLimitError",
     "PromptError",
+    "Resample",
     "SamedgeError",
     "SamedgeWarning",
     "UnknownNameError",

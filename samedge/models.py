@@ -111,6 +111,15 @@ MODELS: dict[str, ModelSpec] = {
             embedding_shape=(256, 64, 64),
             builder="samedge.exporters.builders:build_mobile_sam",
         ),
+        ModelSpec(
+            name="samedge_tiny",
+            description="samedge-tiny (1M-parameter CNN encoder + SAM's decoder, built in)",
+            image_size=256,
+            pixel_mean=_SAM_MEAN,
+            pixel_std=_SAM_STD,
+            embedding_shape=(128, 16, 16),
+            builder="samedge.exporters.tiny_model:build_samedge_tiny",
+        ),
     )
 }
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
 
 import pytest
 
 
 def _has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    # A stubs-only install (tensorrt-stubs ships tensorrt/__init__.pyi) is a namespace
+    # package with no origin: it imports, but the library is not there.
+    spec = importlib.util.find_spec(name)
+    return spec is not None and spec.origin is not None
 
 
 def _has_nvidia_gpu() -> bool:
@@ -44,3 +48,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     cache[marker] = probe()
                 if not cache[marker]:
                     item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# --- exported random-weight models, one export per session (exporters engineer) ---
+
+if TYPE_CHECKING:
+    from tests._factories import ExportedModel
+
+
+@pytest.fixture(scope="session")
+def reduced_sam_dir(tmp_path_factory: pytest.TempPathFactory) -> ExportedModel:
+    """The reduced test SAM (256 px), random weights seed 0, exported and verified.
+
+    Returns an ``ExportedModel(dir, checkpoint, spec)`` NamedTuple; treat it as read-only.
+    """
+    pytest.importorskip("torch")
+    from tests._factories import export_random
+
+    return export_random("sam_reduced", tmp_path_factory.mktemp("exported") / "sam_reduced")
+
+
+@pytest.fixture(scope="session")
+def mobile_sam_dir(tmp_path_factory: pytest.TempPathFactory) -> ExportedModel:
+    """MobileSAM (1024 px), random weights seed 0, exported and verified; read-only."""
+    pytest.importorskip("torch")
+    from tests._factories import export_random
+
+    return export_random("mobile_sam", tmp_path_factory.mktemp("exported") / "mobile_sam")

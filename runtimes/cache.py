@@ -1,0 +1,250 @@
+"""On-disk cache of built engines and compiled blobs.
+
+A TensorRT engine takes minutes to build on a Jetson and is only valid for the
+TensorRT version, GPU and optimisation profile it was built with, so it is
+cached under a key made of everything it depends on. OpenVINO keeps its own
+compiled-blob cache; it gets a directory under the same root
+(:meth:`EngineCache.subdir`) so one setting moves and clears both.
+
+Layout::
+
+    <root>/engines/<backend>/<key>.blob    the engine bytes
+    <root>/engines/<backend>/<key>.json    what the key was made from + sha256 of the blob
+    <root>/openvino/                        OpenVINO's CACHE_DIR
+
+Both files are written atomically (temporary file + rename), blob first and
+sidecar last, so a crash at any point leaves either no entry or an entry
+without a valid sidecar, which :meth:`EngineCache.get` discards. A blob whose
+checksum does not match its sidecar (disk corruption, a foreign write) is
+logged, deleted and reported as a miss, and the caller rebuilds.
+
+Example:
+    >>> cache = EngineCache()                                    # doctest: +SKIP
+    >>> key = cache.key("decoder.onnx", precision="fp16", backend="tensorrt",
+    ...                 backend_version="10.13.0", device="Orin",
+    ...                 compute_capability="8.7", profile="B=1..16,N=1..10")
+    >>> engine = cache.get(key)
+    >>> if engine is None:
+    ...     engine = build()
+    ...     cache.put(key, engine)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from samedge._io import atomic_write_bytes, atomic_write_text
+from samedge._version import __version__
+from samedge.errors import EngineCacheError, InputError
+from samedge.runtimes._graph import onnx_content_hash
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CacheKey", "EngineCache", "default_cache_root"]
+
+# Bump when the layout or the sidecar changes so old entries miss instead of misloading.
+CACHE_FORMAT = 1
+_ENV_ROOT = "SAMEDGE_CACHE_DIR"
+
+
+def default_cache_root() -> Path:
+    """``$SAMEDGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/samedge``, else ``~/.cache/samedge``."""
+    explicit = os.environ.get(_ENV_ROOT)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "samedge"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything a cached engine depends on.
+
+    Attributes:
+        onnx_sha256: Content hash of the ONNX graph and its external data.
+        precision: Precision the engine was built for (``"fp16"``, ``"int8"``, ...).
+        backend: Backend name (``"tensorrt"``).
+        backend_version: Exact library version (``"10.13.0.35"``).
+        device: Device name (``"NVIDIA Jetson AGX Orin"``).
+        compute_capability: ``"8.7"``; ``None`` for devices without one.
+        profile: Optimisation-profile description (``"B=1..16,N=1..10"``).
+    """
+
+    onnx_sha256: str
+    precision: str
+    backend: str
+    backend_version: str
+    device: str
+    compute_capability: str | None = None
+    profile: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("onnx_sha256", "precision", "backend", "backend_version", "device"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise InputError(f"cache key {name}: got {value!r}, expected a non-empty string")
+        if not self.backend.replace("_", "").replace("-", "").isalnum():
+            raise InputError(
+                f"cache key backend: got {self.backend!r}, expected letters, digits, - or _"
+            )
+
+    @property
+    def digest(self) -> str:
+        """Hex SHA-256 naming the entry on disk."""
+        fields = {"format": CACHE_FORMAT, **self.to_dict()}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EngineCache:
+    """Directory of cached engines, keyed by :class:`CacheKey`.
+
+    Args:
+        root: Cache directory; ``None`` means :func:`default_cache_root`.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_root()
+
+    def __repr__(self) -> str:
+        return f"EngineCache({str(self.root)!r})"
+
+    # -- keys ------------------------------------------------------------------------
+
+    @staticmethod
+    def key(
+        onnx_path: str | os.PathLike[str],
+        *,
+        precision: str,
+        backend: str,
+        backend_version: str,
+        device: str,
+        compute_capability: str | None = None,
+        profile: str = "",
+    ) -> CacheKey:
+        """Key for an engine built from ``onnx_path``; hashes the graph's content.
+
+        Raises:
+            InputError: the ONNX file or one of its external-data files is missing.
+        """
+        return CacheKey(
+            onnx_sha256=onnx_content_hash(onnx_path),
+            precision=precision,
+            backend=backend,
+            backend_version=backend_version,
+            device=device,
+            compute_capability=compute_capability,
+            profile=profile,
+        )
+
+    def path(self, key: CacheKey) -> Path:
+        """Where the entry's blob lives (whether or not it exists)."""
+        return self.root / "engines" / key.backend / f"{key.digest}.blob"
+
+    def subdir(self, name: str) -> Path:
+        """A directory under the root for a library's own cache (created).
+
+        Raises:
+            EngineCacheError: the directory cannot be created.
+        """
+        path = self.root / name
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EngineCacheError(
+                f"cache directory {path}: cannot create it ({e.strerror}); "
+                f"set {_ENV_ROOT} to a writable directory"
+            ) from e
+        return path
+
+    # -- entries -----------------------------------------------------------------------
+
+    def get(self, key: CacheKey) -> bytes | None:
+        """The cached blob for ``key``, or ``None`` when absent, incomplete or corrupt.
+
+        A damaged entry is logged at WARNING and deleted, so the caller's rebuild
+        replaces it.
+        """
+        blob = self.path(key)
+        sidecar = blob.with_suffix(".json")
+        if not blob.is_file():
+            if sidecar.exists():
+                self._drop(key, "blob missing beside its sidecar")
+            return None
+        if not sidecar.is_file():
+            self._drop(key, "no sidecar: a previous write was interrupted")
+            return None
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            self._drop(key, f"unreadable sidecar ({e})")
+            return None
+        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+            self._drop(key, "sidecar from another cache format")
+            return None
+        if meta.get("key") != key.to_dict():
+            self._drop(key, "sidecar describes a different key")
+            return None
+        try:
+            data = blob.read_bytes()
+        except OSError as e:
+            self._drop(key, f"unreadable blob ({e.strerror})")
+            return None
+        if len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            self._drop(key, "blob checksum does not match its sidecar")
+            return None
+        log.debug("engine cache hit %s (%d bytes)", blob, len(data))
+        return data
+
+    def put(self, key: CacheKey, data: bytes) -> Path:
+        """Store ``data`` under ``key`` atomically; returns the blob's path.
+
+        Raises:
+            EngineCacheError: the cache directory cannot be written.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InputError(f"cache data: got {type(data).__name__}, expected bytes")
+        data = bytes(data)
+        blob = self.path(key)
+        meta = {
+            "format": CACHE_FORMAT,
+            "key": key.to_dict(),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "samedge_version": __version__,
+        }
+        try:
+            # Blob first, sidecar last: the sidecar's presence marks a complete entry.
+            atomic_write_bytes(blob, data)
+            atomic_write_text(blob.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                blob.unlink()
+            raise EngineCacheError(
+                f"engine cache {self.root}: cannot write ({e.strerror or e}); "
+                f"set {_ENV_ROOT} to a writable directory"
+            ) from e
+        log.debug("engine cache stored %s (%d bytes)", blob, len(data))
+        return blob
+
+    def invalidate(self, key: CacheKey, reason: str) -> None:
+        """Delete an entry the caller found unusable (e.g. it failed to deserialize)."""
+        self._drop(key, reason)
+
+    def _drop(self, key: CacheKey, reason: str) -> None:
+        blob = self.path(key)
+        log.warning("engine cache entry %s discarded (%s); it will be rebuilt", blob.name, reason)
+        for path in (blob.with_suffix(".json"), blob):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

@@ -1,0 +1,299 @@
+"""Mask postprocessing: selection, upsampling to the frame, and mask utilities.
+
+Upsampling follows segment_anything's ``Sam.postprocess_masks``: bilinear
+(``align_corners=False``) from the decoder's ``L×L`` logits to the encoder's
+``S×S`` input frame, crop to the resized (unpadded) ``h×w``, bilinear again to
+the original ``H×W``, then threshold at 0 (``Sam.mask_threshold``). OpenCV's
+``INTER_LINEAR`` on float32 uses the same half-pixel source coordinates and
+edge clamping as ``torch.nn.functional.interpolate(..., align_corners=False)``
+(tested against it). All masks of a batch go through OpenCV together, as the
+channels of one image, in groups of :data:`CV_MAX_CHANNELS`.
+
+Example:
+    >>> import numpy as np
+    >>> logits = np.zeros((1, 4, 16, 16), np.float32)
+    >>> iou = np.array([[0.1, 0.2, 0.3, 0.4]], np.float32)
+    >>> low, scores = select_masks(logits, iou, multimask_output=True)
+    >>> low.shape, scores.tolist()
+    ((1, 3, 16, 16), [[0.20000000298023224, 0.30000001192092896, 0.4000000059604645]])
+    >>> upscale_masks(low, 64, (32, 64), (100, 200)).shape
+    (1, 3, 100, 200)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from samedge.errors import InputError
+
+__all__ = [
+    "CV_MAX_CHANNELS",
+    "MASK_THRESHOLD",
+    "mask_to_rle",
+    "masks_to_boxes",
+    "postprocess_masks",
+    "rle_area",
+    "rle_to_mask",
+    "select_masks",
+    "stability_score",
+    "upscale_masks",
+]
+
+# SAM's Sam.mask_threshold.
+MASK_THRESHOLD = 0.0
+# OpenCV 4 allows 512 channels per image (CV_CN_MAX), OpenCV 5 only 128; use
+# the smaller so one code path works on both.
+CV_MAX_CHANNELS = 128
+
+
+def select_masks(
+    low_res_masks: np.ndarray, iou_predictions: np.ndarray, multimask_output: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick SAM's outputs: ``[:, 1:]`` for multimask, ``[:, 0:1]`` for a single mask.
+
+    Args:
+        low_res_masks: ``[B, K, L, L]`` decoder logits, K = 4 (index 0 is the
+            single-mask output, 1..3 the multimask outputs).
+        iou_predictions: ``[B, K]`` predicted IoU per mask.
+        multimask_output: Select the 3 multimask outputs, else the single one.
+
+    Returns:
+        ``([B, C, L, L], [B, C])`` with C = 3 or 1 (views, not copies).
+    """
+    if low_res_masks.ndim != 4 or iou_predictions.shape != low_res_masks.shape[:2]:
+        raise InputError(
+            f"select_masks: got low_res_masks {low_res_masks.shape} and iou_predictions "
+            f"{iou_predictions.shape}, expected [B, K, L, L] and [B, K]"
+        )
+    if low_res_masks.shape[1] < 2:
+        raise InputError(
+            f"select_masks: got K={low_res_masks.shape[1]} masks per object, expected "
+            "SAM's K=4 (single + multimask outputs); re-export the model with samedge"
+        )
+    sl = slice(1, None) if multimask_output else slice(0, 1)
+    return low_res_masks[:, sl], iou_predictions[:, sl]
+
+
+def _resize_channels(hwc: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear (align_corners=False) resize of an ``h×w×c`` float32 stack, keeping c."""
+    h, w = size_hw
+    if hwc.shape[:2] == (h, w):
+        return hwc
+    out = cv2.resize(hwc, (w, h), interpolation=cv2.INTER_LINEAR)
+    # OpenCV drops a single channel axis.
+    return out.reshape(h, w, hwc.shape[2])
+
+
+def _upscale_group(
+    hwc: np.ndarray, image_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> np.ndarray:
+    """Postprocess one ``L×L×c`` group of logits to ``H×W×c``."""
+    L = hwc.shape[0]
+    h, w = input_size
+    if image_size % L == 0:
+        # With an integer scale r, the first rows/columns of an upsampled
+        # sub-block are the same numbers as those of the full S×S upsample
+        # (same source coordinates, and the +1 margin keeps the edge clamp
+        # away from the crop), so only the part the crop keeps is computed.
+        r = image_size // L
+        lh = min(L, math.ceil(h / r) + 1)
+        lw = min(L, math.ceil(w / r) + 1)
+        big = _resize_channels(np.ascontiguousarray(hwc[:lh, :lw]), (lh * r, lw * r))
+    else:
+        big = _resize_channels(hwc, (image_size, image_size))
+    cropped = np.ascontiguousarray(big[:h, :w])
+    return _resize_channels(cropped, original_size)
+
+
+def upscale_masks(
+    low_res_masks: np.ndarray,
+    image_size: int,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    threshold: float | None = None,
+) -> np.ndarray:
+    """Upsample low-resolution logits to the original frame, like ``Sam.postprocess_masks``.
+
+    Args:
+        low_res_masks: ``[..., L, L]`` float logits (any leading dimensions).
+        image_size: Side ``S`` of the encoder's square input.
+        input_size: ``(h, w)`` of the resized frame inside the ``S×S`` input.
+        original_size: ``(H, W)`` of the original frame.
+        threshold: ``None`` returns float32 logits; a number returns bool
+            masks ``logits > threshold``.
+
+    Returns:
+        ``[..., H, W]`` float32 logits or bool masks.
+
+    Example:
+        >>> import numpy as np
+        >>> m = upscale_masks(np.ones((2, 8, 8), np.float32), 32, (16, 32), (5, 10), 0.0)
+        >>> m.shape, m.dtype, bool(m.all())
+        ((2, 5, 10), dtype('bool'), True)
+    """
+    arr = np.asarray(low_res_masks)
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
+        raise InputError(f"low_res_masks: got shape {arr.shape}, expected [..., L, L]")
+    h, w = input_size
+    H, W = original_size
+    if not (0 < h <= image_size and 0 < w <= image_size) or H <= 0 or W <= 0:
+        raise InputError(
+            f"upscale_masks: got input_size {input_size} for image_size {image_size} and "
+            f"original_size {original_size}; expected 0 < h, w <= image_size and H, W > 0"
+        )
+    lead = arr.shape[:-2]
+    L = arr.shape[-1]
+    flat = arr.reshape(-1, L, L).astype(np.float32, copy=False)
+    C = flat.shape[0]
+    dtype = np.float32 if threshold is None else np.bool_
+    out = np.empty((C, H, W), dtype=dtype)
+    for start in range(0, C, CV_MAX_CHANNELS):
+        group = np.ascontiguousarray(flat[start : start + CV_MAX_CHANNELS].transpose(1, 2, 0))
+        res = _upscale_group(group, image_size, input_size, original_size)
+        if threshold is not None:
+            # Threshold before the HWC -> CHW transpose: moving bools is 4x cheaper.
+            res = res > threshold
+        out[start : start + group.shape[2]] = res.transpose(2, 0, 1)
+    return out.reshape(*lead, H, W)
+
+
+def postprocess_masks(
+    low_res_masks: np.ndarray,
+    image_size: int,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    return_logits: bool = False,
+) -> np.ndarray:
+    """Upsample to the frame and threshold at :data:`MASK_THRESHOLD` unless ``return_logits``."""
+    threshold = None if return_logits else MASK_THRESHOLD
+    return upscale_masks(low_res_masks, image_size, input_size, original_size, threshold)
+
+
+def stability_score(
+    logits: np.ndarray, threshold: float = MASK_THRESHOLD, offset: float = 1.0
+) -> np.ndarray:
+    """IoU between the masks thresholded at ``threshold ± offset`` (SAM's stability score).
+
+    Args:
+        logits: ``[..., H, W]`` mask logits.
+        threshold: The mask threshold.
+        offset: How far above and below it to threshold.
+
+    Returns:
+        ``[...]`` float32 scores in [0, 1]; 0 where both masks are empty
+        (SAM divides 0 by 0 there; 0 keeps such masks out of any
+        ``score > t`` filter, as NaN did, without the NaN).
+
+    Example:
+        >>> import numpy as np
+        >>> stability_score(np.array([[[-2.0, 0.5, 3.0, 3.0]]]))
+        array([0.6666667], dtype=float32)
+    """
+    arr = np.asarray(logits)
+    if arr.ndim < 2:
+        raise InputError(f"logits: got shape {arr.shape}, expected [..., H, W]")
+    inter = np.count_nonzero(arr > threshold + offset, axis=(-2, -1))
+    union = np.count_nonzero(arr > threshold - offset, axis=(-2, -1))
+    score = np.divide(
+        inter, union, out=np.zeros(np.shape(inter), dtype=np.float64), where=union > 0
+    )
+    return score.astype(np.float32)
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """XYXY pixel boxes around masks; ``[0, 0, 0, 0]`` for an empty mask.
+
+    Same convention as segment_anything's ``batched_mask_to_box``: inclusive
+    pixel indices (a single pixel at (x, y) gives ``[x, y, x, y]``).
+
+    Args:
+        masks: ``[..., H, W]`` bool (or 0/1) masks.
+
+    Returns:
+        ``[..., 4]`` int64 boxes.
+
+    Example:
+        >>> import numpy as np
+        >>> m = np.zeros((5, 6), bool); m[1:3, 2:5] = True
+        >>> masks_to_boxes(m).tolist()
+        [2, 1, 4, 2]
+    """
+    arr = np.asarray(masks).astype(bool, copy=False)
+    if arr.ndim < 2:
+        raise InputError(f"masks: got shape {arr.shape}, expected [..., H, W]")
+    H, W = arr.shape[-2:]
+    if arr.size == 0:
+        return np.zeros((*arr.shape[:-2], 4), dtype=np.int64)
+    rows: np.ndarray = np.any(arr, axis=-1)  # [..., H]
+    cols: np.ndarray = np.any(arr, axis=-2)  # [..., W]
+    top = np.argmax(rows, axis=-1)
+    bottom = H - 1 - np.argmax(rows[..., ::-1], axis=-1)
+    left = np.argmax(cols, axis=-1)
+    right = W - 1 - np.argmax(cols[..., ::-1], axis=-1)
+    boxes = np.stack([left, top, right, bottom], axis=-1).astype(np.int64)
+    boxes[~rows.any(axis=-1)] = 0
+    return boxes
+
+
+def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Uncompressed COCO run-length encoding of ``[H, W]`` or ``[B, H, W]`` masks.
+
+    Runs count pixels in column-major (Fortran) order and start with a run of
+    zeros (possibly of length 0), as pycocotools and segment_anything's
+    ``mask_to_rle_pytorch`` expect.
+
+    Returns:
+        One ``{"size": [H, W], "counts": [...]}`` per mask.
+
+    Example:
+        >>> import numpy as np
+        >>> mask_to_rle(np.array([[0, 1], [1, 1]], bool))
+        [{'size': [2, 2], 'counts': [1, 3]}]
+    """
+    arr = np.asarray(masks).astype(bool, copy=False)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"masks: got shape {arr.shape}, expected [H, W] or [B, H, W]")
+    B, H, W = arr.shape
+    flat = arr.transpose(0, 2, 1).reshape(B, H * W)
+    out = []
+    for row in flat:
+        if row.size == 0:
+            out.append({"size": [H, W], "counts": []})
+            continue
+        change = np.flatnonzero(row[1:] != row[:-1]) + 1
+        bounds = np.concatenate(([0], change, [row.size]))
+        counts = np.diff(bounds).tolist()
+        if row[0]:
+            counts.insert(0, 0)
+        out.append({"size": [H, W], "counts": counts})
+    return out
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """Decode an uncompressed RLE from :func:`mask_to_rle` into an ``[H, W]`` bool mask."""
+    try:
+        H, W = (int(v) for v in rle["size"])
+        counts = np.asarray(rle["counts"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(
+            f"rle: expected {{'size': [H, W], 'counts': [...]}} (uncompressed), got error {e}"
+        ) from e
+    if counts.ndim != 1 or np.any(counts < 0) or int(counts.sum()) != H * W:
+        raise InputError(
+            f"rle: counts sum to {int(counts.sum()) if counts.ndim == 1 else '?'}, "
+            f"expected H*W = {H * W} non-negative run lengths"
+        )
+    values = np.arange(len(counts)) % 2 == 1
+    flat = np.repeat(values, counts)
+    return flat.reshape(W, H).T.copy()
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    """Number of foreground pixels of an uncompressed RLE."""
+    return int(sum(rle["counts"][1::2]))

@@ -1,0 +1,450 @@
+"""The Predictor: segment_anything's ``SamPredictor`` over any samedge backend.
+
+Method names, arguments, coordinate handling and output shapes are those of
+``segment_anything.SamPredictor``, so code written for it can swap this in:
+``set_image`` once per frame, then any number of ``predict`` calls on the
+cached embedding. :meth:`Predictor.predict_batch` runs N objects through one
+decoder call. Everything around the two graphs is numpy/OpenCV (no torch).
+
+Differences from SamPredictor, all raising a typed error instead of going on:
+points and boxes must lie inside the frame, labels must be 0/1, a mask alone
+is not a prompt (see :mod:`samedge.prompts`); 4-channel and non-uint8 frames
+are refused (see :mod:`samedge.preprocess`). Outputs are numpy arrays.
+
+Example:
+    >>> import numpy as np
+    >>> from samedge import Predictor
+    >>> with Predictor("out/mobile_sam") as predictor:                # doctest: +SKIP
+    ...     predictor.set_image(frame)                                 # H×W×3 uint8 RGB
+    ...     masks, scores, logits = predictor.predict(
+    ...         point_coords=np.array([[500, 375]]), point_labels=np.array([1]))
+    ...     best = masks[np.argmax(scores)]                            # H×W bool
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from samedge._registry import unknown_name_message
+from samedge.errors import InputError, ModelDirError, PredictorStateError
+from samedge.model_dir import PRECISIONS, ModelCard, read_model_dir
+from samedge.models import MODELS
+from samedge.postprocess import postprocess_masks, select_masks
+from samedge.preprocess import Resample, ResizeLongestSide, preprocess_image, validate_image
+from samedge.prompts import ObjectPrompt, batch_prompts
+
+__all__ = ["BUILTIN_MODELS", "Predictor", "resolve_model"]
+
+log = logging.getLogger(__name__)
+
+# Built-in model name -> directory relative to the samedge package. Another
+# model ships by adding its directory under samedge/assets/ and a line here.
+BUILTIN_MODELS: dict[str, str] = {
+    "samedge_tiny": "assets/samedge_tiny",
+}
+
+_ENCODER_IN = "image"
+_ENCODER_OUT = "image_embeddings"
+_DECODER_IN = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
+_DECODER_OUT = ("low_res_masks", "iou_predictions")
+
+
+def resolve_model(model: str | os.PathLike[str]) -> Path:
+    """Turn a model directory or a built-in model name into a directory path.
+
+    An existing directory wins over a built-in of the same name.
+
+    Args:
+        model: A directory written by ``samedge export`` / ``samedge build``,
+            or a name in :data:`BUILTIN_MODELS` (``"samedge_tiny"``).
+
+    Returns:
+        The model directory (its contents are checked by :func:`read_model_dir`).
+
+    Raises:
+        ModelDirError: neither an existing directory nor a built-in name, or a
+            built-in whose files are missing from this installation.
+
+    Example:
+        >>> resolve_model("samedge_tiny")                  # doctest: +SKIP
+        PosixPath('.../site-packages/samedge/assets/samedge_tiny')
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelDirError(
+            f"model: got {type(model).__name__}, expected a model directory path or a "
+            f"built-in model name ({', '.join(sorted(BUILTIN_MODELS))})"
+        )
+    path = Path(model)
+    if path.is_dir():
+        return path
+    name = os.fspath(model)
+    if name in BUILTIN_MODELS:
+        builtin = Path(__file__).resolve().parent / BUILTIN_MODELS[name]
+        if builtin.is_dir():
+            return builtin
+        raise ModelDirError(
+            f"built-in model {name!r}: its files are not in this installation (expected "
+            f"{builtin}); reinstall samedge, or pass an exported model directory"
+        )
+    if path.exists():
+        raise ModelDirError(
+            f"model {path}: is a file, expected a model directory (encoder.onnx, "
+            "decoder.onnx, samedge.json); pass the directory that holds it"
+        )
+    if name in MODELS:
+        hint = (
+            f" {name!r} is an architecture, not a built model: export it first with "
+            f"`samedge export {name} --checkpoint FILE --output DIR` and pass DIR."
+        )
+    else:
+        hint = " " + unknown_name_message("built-in model", name, BUILTIN_MODELS)
+    raise ModelDirError(f"model {name!r}: no such directory.{hint}")
+
+
+class Predictor:
+    """SamPredictor-compatible mask prediction on an exported model directory.
+
+    Opens ``encoder.onnx`` and ``decoder.onnx`` through
+    :func:`samedge.runtimes.open_backend`. Engines load lazily (on the first
+    :meth:`set_image`), so creating a Predictor is cheap. Not thread-safe:
+    use one Predictor per thread or stream.
+
+    Args:
+        model: Model directory or built-in model name (see :func:`resolve_model`).
+        backend: ``"auto"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``.
+        precision: ``None`` runs the directory as it is; ``"fp32"``, ``"fp16"``
+            or ``"int8"`` asserts that the directory holds that precision.
+        device: Backend device (e.g. ``"CPU"``, ``"GPU"``, ``"cuda:0"``);
+            ``None`` lets the backend choose.
+        config: Backend configuration passed to ``open_backend`` for both graphs.
+        resample: Frame resize filter: :attr:`~samedge.preprocess.Resample.EXACT`
+            (bit-identical to SamPredictor's PIL resize) or ``FAST`` (OpenCV,
+            several times faster on large frames, within a few grey levels).
+
+    Raises:
+        ModelDirError: the model is missing, incomplete, too new, or not of
+            the requested precision.
+
+    Example:
+        >>> predictor = Predictor("samedge_tiny", backend="onnxruntime")   # doctest: +SKIP
+        >>> predictor.set_image(frame)                                      # doctest: +SKIP
+        >>> masks, scores, _ = predictor.predict(box=np.array([10, 20, 200, 180]),
+        ...                                      multimask_output=False)   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        backend: str = "auto",
+        precision: str | None = None,
+        device: str | None = None,
+        *,
+        config: Any = None,
+        resample: Resample = Resample.EXACT,
+    ) -> None:
+        from samedge.runtimes import open_backend
+
+        self.model_dir = resolve_model(model)
+        self.card: ModelCard = read_model_dir(self.model_dir)
+        if precision is not None:
+            if precision not in PRECISIONS:
+                raise InputError(
+                    f"precision: got {precision!r}, expected None or one of {', '.join(PRECISIONS)}"
+                )
+            if precision != self.card.precision:
+                raise ModelDirError(
+                    f"model {self.model_dir}: holds {self.card.precision}, {precision} was asked "
+                    f"for; build it with `samedge build {self.model_dir} --precision {precision}` "
+                    "and pass the built directory (or leave precision=None)"
+                )
+        if not isinstance(resample, Resample):
+            raise InputError(
+                f"resample: got {resample!r}, expected Resample.EXACT or Resample.FAST"
+            )
+        self.resample = resample
+        self.transform = ResizeLongestSide(self.card.image_size)
+        self._encoder = open_backend(
+            self.model_dir / self.card.encoder, backend, config=config, device=device
+        )
+        try:
+            self._decoder = open_backend(
+                self.model_dir / self.card.decoder, backend, config=config, device=device
+            )
+        except BaseException:
+            self._encoder.close()
+            raise
+        self._checked = False
+        self._input_buffer: np.ndarray | None = None
+        self._features: np.ndarray | None = None
+        self._original_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        """Name of the backend running the graphs (``"onnxruntime"``, ...)."""
+        return self._encoder.name
+
+    @property
+    def precision(self) -> str:
+        """Precision the encoder actually computes in (e.g. ``"bf16"`` on OpenVINO/AMX).
+
+        Loads the engine if it is not loaded yet (the backend decides at load).
+        """
+        self._encoder.load()
+        return self._encoder.precision
+
+    @property
+    def device(self) -> str:
+        """Device the encoder runs on, in the backend's words (loads the engine)."""
+        self._encoder.load()
+        return self._encoder.device
+
+    @property
+    def image_size(self) -> int:
+        """Side of the encoder's square input."""
+        return self.card.image_size
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the decoder's low-resolution masks (256 for SAM)."""
+        return self.card.low_res_mask_size
+
+    @property
+    def is_image_set(self) -> bool:
+        """Whether :meth:`set_image` has computed an embedding to predict from."""
+        return self._features is not None
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the current frame."""
+        return self._require_image("original_size")[1]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the current frame resized for the encoder (longest side S)."""
+        return self._require_image("input_size")[2]
+
+    # -- SamPredictor API ----------------------------------------------------------
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Compute and cache the image embedding of one frame.
+
+        Args:
+            image: ``H×W×3`` uint8 frame (grayscale ``H×W``/``H×W×1`` is
+                repeated into 3 channels; see :mod:`samedge.preprocess`).
+            image_format: ``"RGB"`` or ``"BGR"`` (e.g. OpenCV frames).
+
+        Raises:
+            ImageError: wrong dtype, shape or channels, empty frame.
+            InputError: ``image_format`` other than ``"RGB"``/``"BGR"``.
+        """
+        self._check_graphs()
+        S = self.card.image_size
+        # Validate before dropping the previous embedding, so a bad frame
+        # leaves the predictor as it was.
+        rgb = validate_image(image, image_format)
+        x, input_size = preprocess_image(
+            rgb, S, self.card.pixel_mean, "RGB", self._input_buffer, self.resample
+        )
+        self._input_buffer = x
+        original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        self.reset_image()
+        features = self._encoder.infer({_ENCODER_IN: x})[_ENCODER_OUT]
+        expected = (1, *self.card.embedding_shape)
+        if features.shape != expected or features.dtype != np.float32:
+            raise ModelDirError(
+                f"{self.card.encoder}: image_embeddings came out {features.dtype} "
+                f"{features.shape}, the model card says float32 {expected}; re-export the model"
+            )
+        features.flags.writeable = False
+        self._features = features
+        self._original_size = original_size
+        self._input_size = (int(input_size[0]), int(input_size[1]))
+        log.debug("set_image: %s -> input %s", original_size, input_size)
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for one object on the current frame, like ``SamPredictor.predict``.
+
+        Args:
+            point_coords: ``(N, 2)`` (x, y) points in the frame's pixels.
+            point_labels: ``(N,)`` labels, 1 foreground, 0 background.
+            box: ``(4,)`` XYXY box in the frame's pixels.
+            mask_input: ``(1, L, L)`` low-resolution logits from an earlier
+                prediction (``low_res_logits[i][None]``).
+            multimask_output: Return SAM's 3 multimask outputs, else its single mask.
+            return_logits: Return float logits instead of bool masks.
+
+        Returns:
+            ``masks`` ``[C, H, W]`` (bool, or float32 logits), ``scores`` ``[C]``
+            float32 predicted IoU, ``low_res_logits`` ``[C, L, L]`` float32;
+            C = 3 with ``multimask_output`` else 1.
+
+        Raises:
+            PredictorStateError: no image set.
+            PromptError: see :class:`~samedge.prompts.ObjectPrompt`.
+            ProfileLimitError: more points than the engine's profile allows.
+
+        Example:
+            >>> masks, scores, logits = predictor.predict(            # doctest: +SKIP
+            ...     point_coords=np.array([[320, 240]]), point_labels=np.array([1]))
+            >>> masks.shape                                            # doctest: +SKIP
+            (3, 480, 640)
+        """
+        self._require_image("predict")
+        prompt = ObjectPrompt(
+            point_coords=point_coords, point_labels=point_labels, box=box, mask_input=mask_input
+        )
+        masks, scores, low_res = self._decode([prompt], multimask_output, return_logits)
+        return masks[0], scores[0], low_res[0]
+
+    def predict_batch(
+        self,
+        prompts: Sequence[ObjectPrompt],
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for B objects in one decoder call.
+
+        Each object's prompts are ordered and padded as in
+        :func:`samedge.prompts.batch_prompts`; masks are upsampled to the
+        frame in one pass for the whole batch.
+
+        Args:
+            prompts: One :class:`~samedge.prompts.ObjectPrompt` per object.
+            multimask_output: 3 masks per object, else 1.
+            return_logits: Return float logits instead of bool masks.
+
+        Returns:
+            ``masks`` ``[B, C, H, W]``, ``scores`` ``[B, C]``,
+            ``low_res_logits`` ``[B, C, L, L]``; row i belongs to ``prompts[i]``.
+
+        Raises:
+            PredictorStateError: no image set.
+            PromptError: an empty list or a bad prompt (the message names its index).
+            ProfileLimitError: more objects or points than the engine's profile allows.
+
+        Example:
+            >>> boxes = detector(frame)                                # doctest: +SKIP
+            >>> masks, scores, _ = predictor.predict_batch(            # doctest: +SKIP
+            ...     [ObjectPrompt(box=b) for b in boxes], multimask_output=False)
+            >>> masks[:, 0].shape                                      # doctest: +SKIP
+            (len(boxes), 480, 640)
+        """
+        self._require_image("predict_batch")
+        return self._decode(prompts, multimask_output, return_logits)
+
+    def get_image_embedding(self) -> np.ndarray:
+        """The current frame's embedding, read-only float32 ``[1, C, h, w]``.
+
+        Raises:
+            PredictorStateError: no image set.
+        """
+        return self._require_image("get_image_embedding")[0]
+
+    def reset_image(self) -> None:
+        """Forget the current frame and its embedding."""
+        self._features = None
+        self._original_size = None
+        self._input_size = None
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release both engines; the predictor reloads them if used again."""
+        self.reset_image()
+        try:
+            self._encoder.close()
+        finally:
+            self._decoder.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({str(self.model_dir)!r}, model={self.card.model!r}, "
+            f"backend={self.backend_name!r}, precision={self.card.precision!r})"
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _require_image(self, what: str) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        if self._features is None or self._original_size is None or self._input_size is None:
+            raise PredictorStateError(f"{what}: no image is set; call set_image(image) first")
+        return self._features, self._original_size, self._input_size
+
+    def _decode(
+        self, prompts: Sequence[ObjectPrompt], multimask_output: bool, return_logits: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        features, original_size, input_size = self._require_image("predict")
+        batch = batch_prompts(prompts, original_size, self.transform, self.mask_size)
+        feeds = batch.feeds()
+        feeds[_ENCODER_OUT] = features
+        out = self._decoder.infer(feeds)
+        low_res, scores = select_masks(
+            out["low_res_masks"], out["iou_predictions"], multimask_output
+        )
+        masks = postprocess_masks(
+            low_res, self.card.image_size, input_size, original_size, return_logits
+        )
+        return masks, np.ascontiguousarray(scores), np.ascontiguousarray(low_res)
+
+    def _check_graphs(self) -> None:
+        """Check once that both graphs follow samedge's I/O contract."""
+        if self._checked:
+            return
+        S = self.card.image_size
+        enc_in = {s.name: s for s in self._encoder.inputs}
+        enc_out = {s.name for s in self._encoder.outputs}
+        problems = []
+        if set(enc_in) != {_ENCODER_IN} or enc_in[_ENCODER_IN].shape != (1, 3, S, S):
+            got = [(s.name, s.shape) for s in self._encoder.inputs]
+            problems.append(
+                f"{self.card.encoder} inputs {got}, expected [('image', (1, 3, {S}, {S}))]"
+            )
+        if _ENCODER_OUT not in enc_out:
+            problems.append(
+                f"{self.card.encoder} outputs {sorted(enc_out)}, expected '{_ENCODER_OUT}'"
+            )
+        dec_in = {s.name for s in self._decoder.inputs}
+        dec_out = {s.name for s in self._decoder.outputs}
+        if dec_in != set(_DECODER_IN):
+            problems.append(
+                f"{self.card.decoder} inputs {sorted(dec_in)}, expected {sorted(_DECODER_IN)}"
+            )
+        if not set(_DECODER_OUT) <= dec_out:
+            problems.append(
+                f"{self.card.decoder} outputs {sorted(dec_out)}, expected {list(_DECODER_OUT)}"
+            )
+        if problems:
+            raise ModelDirError(
+                f"model {self.model_dir}: graphs do not follow samedge's I/O contract: "
+                + "; ".join(problems)
+                + "; re-export it with `samedge export`"
+            )
+        self._checked = True

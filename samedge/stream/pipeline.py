@@ -1,0 +1,449 @@
+"""The frame loop: source -> predictor -> tracker -> drawing -> sinks, timed per stage.
+
+:class:`Pipeline` pulls frames from a :class:`~samedge.stream.FrameSource`,
+computes each frame's embedding (``Predictor.set_image``), lets the
+:class:`~samedge.stream.Tracker` decode every object in one batched call,
+draws the result, and hands a :class:`FrameResult` to each sink and to the
+caller. Every stage is timed with ``time.perf_counter`` into :class:`Stats`.
+
+Stages: ``capture`` (reading the frame; waiting for it with live sources),
+``encoder`` (preprocessing + encoder), ``decoder`` (the batched decoder call,
+including mask upsampling to the frame), ``postprocess`` (masks -> boxes,
+re-prompts, lost checks), ``draw`` (overlays), ``sinks`` (video writing,
+callbacks), and ``latency``: capture to result, end to end.
+
+Live sources (cameras, URLs) are read by a :class:`LatestFrameReader` thread
+that keeps only the newest frame, so a slow model skips frames (counted as
+``dropped``) instead of lagging. Files and the synthetic scene are read
+in-line, every frame, so runs are reproducible.
+
+Example:
+    >>> from samedge import Predictor
+    >>> from samedge.stream import Pipeline, Tracker, open_source
+    >>> tracker = Tracker()
+    >>> tracker.add(point_coords=[[320, 240]])                       # doctest: +SKIP
+    >>> with Pipeline(open_source(0), Predictor("samedge_tiny"), tracker) as pipe:  # doctest: +SKIP
+    ...     for result in pipe:
+    ...         for oid, obj in result.objects.items():
+    ...             print(result.frame_id, oid, obj.state.value, obj.box)
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any, Protocol
+
+import numpy as np
+
+from samedge.errors import InputError
+from samedge.stream.draw import draw_objects
+from samedge.stream.sinks import Sink
+from samedge.stream.sources import Frame, FrameSource, LatestFrameReader
+from samedge.stream.tracking import PredictorLike, TrackedObject, Tracker
+
+__all__ = ["STAGES", "FrameResult", "Pipeline", "StageStats", "Stats", "StatsSummary"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("capture", "encoder", "decoder", "postprocess", "draw", "sinks")
+LATENCY = "latency"
+
+
+class StreamPredictor(PredictorLike, Protocol):
+    """What the pipeline needs from a :class:`~samedge.Predictor`."""
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """Everything the pipeline knows about one frame.
+
+    Attributes:
+        frame_id: The source's frame counter.
+        timestamp: The source's timestamp (seconds).
+        image: The ``H×W×3`` uint8 RGB frame.
+        objects: Object states after this frame, by id.
+        timings: Seconds per stage (see :data:`STAGES`); ``sinks`` and
+            ``latency`` are filled in after the sinks ran.
+        annotated: The drawn ``H×W×3`` uint8 BGR frame, when annotating.
+    """
+
+    frame_id: int
+    timestamp: float
+    image: np.ndarray
+    objects: Mapping[int, TrackedObject]
+    timings: dict[str, float] = field(default_factory=dict)
+    annotated: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """Latency of one stage over the stats window, in milliseconds."""
+
+    name: str
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class StatsSummary:
+    """A snapshot of :class:`Stats`.
+
+    Attributes:
+        frames: Frames processed (warm-up frames included).
+        dropped: Frames the capture thread replaced before they were processed.
+        elapsed_s: Seconds from the first timed frame's capture to the last result.
+        fps: Timed frames per second over ``elapsed_s`` (warm-up frames excluded).
+        stages: Per-stage latency, in :data:`STAGES` order, then ``latency``
+            (capture to result).
+        warmup: Leading frames left out of the timings and the FPS.
+    """
+
+    frames: int
+    dropped: int
+    elapsed_s: float
+    fps: float
+    stages: tuple[StageStats, ...]
+    warmup: int = 0
+
+    def stage(self, name: str) -> StageStats:
+        """The stats of one stage by name.
+
+        Raises:
+            InputError: unknown stage name.
+        """
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise InputError(
+            f"stage: got {name!r}, expected one of {', '.join(s.name for s in self.stages)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "elapsed_s": self.elapsed_s,
+            "fps": self.fps,
+            "warmup": self.warmup,
+            "stages": {
+                s.name: {
+                    "count": s.count,
+                    "mean_ms": s.mean_ms,
+                    "p50_ms": s.p50_ms,
+                    "p99_ms": s.p99_ms,
+                }
+                for s in self.stages
+            },
+        }
+
+    def table(self) -> str:
+        """Per-stage p50/p99 as an aligned text table."""
+        rows = [f"  {'stage':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}"]
+        for s in self.stages:
+            rows.append(f"  {s.name:<12} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} {s.mean_ms:>8.2f}")
+        return "\n".join(rows)
+
+
+class Stats:
+    """Per-stage timings and frame rate of a running pipeline; thread-safe.
+
+    Keeps the last ``window`` samples per stage, so memory stays flat over
+    long runs and percentiles describe recent behaviour. The first
+    ``warmup`` frames are counted but not timed: they pay one-off costs
+    (engine compilation, first allocations) that say nothing about the
+    steady state.
+
+    Args:
+        window: Samples kept per stage.
+        warmup: Frames left out of the timings and the FPS.
+    """
+
+    def __init__(self, window: int = 10_000, warmup: int = 1) -> None:
+        if window <= 0:
+            raise InputError(f"window: got {window}, expected a positive number of samples")
+        if warmup < 0:
+            raise InputError(f"warmup: got {warmup}, expected 0 or more frames")
+        self.warmup = warmup
+        self._lock = threading.Lock()
+        self._samples: dict[str, collections.deque[float]] = {
+            name: collections.deque(maxlen=window) for name in (*STAGES, LATENCY)
+        }
+        self.frames = 0
+        self.dropped = 0
+        self._first: float | None = None
+        self._last: float | None = None
+        self._ends: collections.deque[float] = collections.deque(maxlen=256)
+
+    def record(self, timings: Mapping[str, float], *, started: float, ended: float) -> None:
+        """Add one frame's stage timings (seconds) and its perf_counter start/end."""
+        with self._lock:
+            self.frames += 1
+            if self.frames <= self.warmup:
+                return
+            for name, seconds in timings.items():
+                if name in self._samples:
+                    self._samples[name].append(seconds)
+            if self._first is None:
+                self._first = started
+            self._last = ended
+            self._ends.append(ended)
+
+    def summary(self) -> StatsSummary:
+        """Percentiles over the window and FPS since the first frame."""
+        with self._lock:
+            elapsed = (
+                self._last - self._first
+                if self._first is not None and self._last is not None
+                else 0.0
+            )
+            stages = tuple(_stage_stats(name, self._samples[name]) for name in (*STAGES, LATENCY))
+            timed = self.frames - min(self.frames, self.warmup)
+            fps = timed / elapsed if elapsed > 0 else 0.0
+            return StatsSummary(
+                self.frames, self.dropped, elapsed, fps, stages, min(self.frames, self.warmup)
+            )
+
+    def line(self, recent: int = 60) -> str:
+        """One short line for an overlay over the last ``recent`` frames:
+        FPS, encoder and decoder p50, end-to-end latency p50/p99."""
+        with self._lock:
+            if not self._ends:
+                return "warming up"
+            ends = list(self._ends)[-recent:]
+            span = ends[-1] - ends[0] if len(ends) > 1 else 0.0
+            fps = (len(ends) - 1) / span if span > 0 else 0.0
+            enc, dec, lat = (
+                _stage_stats(n, list(self._samples[n])[-recent:])
+                for n in ("encoder", "decoder", LATENCY)
+            )
+        return (
+            f"{fps:.1f} FPS | enc {enc.p50_ms:.1f} ms | dec {dec.p50_ms:.1f} ms | "
+            f"latency p50 {lat.p50_ms:.0f} p99 {lat.p99_ms:.0f} ms"
+        )
+
+
+def _stage_stats(name: str, samples: Sequence[float]) -> StageStats:
+    if not samples:
+        return StageStats(name, 0, math.nan, math.nan, math.nan)
+    ms = np.asarray(samples, np.float64) * 1000.0
+    p50, p99 = np.percentile(ms, [50, 99])
+    return StageStats(name, len(ms), float(ms.mean()), float(p50), float(p99))
+
+
+class Pipeline:
+    """Source -> predictor -> tracker -> sinks, one frame at a time.
+
+    Iterate it for :class:`FrameResult` objects, or call :meth:`run` to
+    drive it to the end. Closing the pipeline (``with`` block, :meth:`close`,
+    the end of iteration) closes the source and the sinks and joins the
+    capture thread; the predictor belongs to the caller and stays open.
+
+    Args:
+        source: Where frames come from; owned by the pipeline.
+        predictor: A :class:`~samedge.Predictor` (or anything with
+            ``set_image`` / ``original_size`` / ``predict_batch``).
+        tracker: The objects to follow; ``None`` runs only the encoder.
+        sinks: Receive every result (video file, callbacks); owned.
+        max_frames: Stop after this many frames; ``None`` runs until the
+            source ends or :meth:`stop` is called.
+        annotate: Draw overlays into ``FrameResult.annotated`` (needed by
+            :class:`~samedge.stream.VideoSink`).
+        threaded: Read the source in a capture thread keeping only the newest
+            frame; ``None`` does so for live sources only.
+        stats_window: Timing samples kept per stage.
+        warmup: First frames left out of the timings (see :class:`Stats`).
+
+    Example:
+        >>> pipe = Pipeline(open_source("synthetic"), predictor, tracker,   # doctest: +SKIP
+        ...                 sinks=[VideoSink("out/run.mp4")], max_frames=100)
+        >>> print(pipe.run().table())                                       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        predictor: StreamPredictor,
+        tracker: Tracker | None = None,
+        *,
+        sinks: Sequence[Sink] = (),
+        max_frames: int | None = None,
+        annotate: bool = True,
+        threaded: bool | None = None,
+        stats_window: int = 10_000,
+        warmup: int = 1,
+    ) -> None:
+        if not isinstance(source, FrameSource):
+            raise InputError(
+                f"source: got {type(source).__name__}, expected a FrameSource "
+                "(use samedge.stream.open_source(spec))"
+            )
+        if max_frames is not None and max_frames <= 0:
+            raise InputError(f"max_frames: got {max_frames}, expected a positive int or None")
+        self.source = source
+        self.predictor = predictor
+        self.tracker = tracker
+        self.sinks = list(sinks)
+        self.max_frames = max_frames
+        self.annotate = annotate
+        self.threaded = source.live if threaded is None else threaded
+        self.stats = Stats(stats_window, warmup)
+        self.interrupted = False
+        self._stop = threading.Event()
+        self._reader: LatestFrameReader | None = None
+        self._started = False
+        self._closed = False
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current frame; safe from any thread or signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        if self._started:
+            raise InputError("Pipeline: can be iterated once; create a new one to run again")
+        self._started = True
+        try:
+            yield from self._loop()
+        finally:
+            self.close()
+
+    def _read(self) -> Frame | None:
+        if self._reader is None:
+            return self.source.read()
+        while not self._stop.is_set():
+            # Wake up regularly so stop() is honoured while a camera is silent.
+            frame = self._reader.read(timeout=0.1)
+            if frame is not None:
+                self.stats.dropped = self._reader.dropped
+                return frame
+            if not self._reader.alive:
+                return self._reader.read(timeout=0)
+        return None
+
+    def _loop(self) -> Iterator[FrameResult]:
+        if self.threaded:
+            self._reader = LatestFrameReader(self.source)
+        count = 0
+        while not self._stop.is_set():
+            if self.max_frames is not None and count >= self.max_frames:
+                break
+            t0 = time.perf_counter()
+            frame = self._read()
+            if frame is None:
+                break
+            t1 = time.perf_counter()
+            self.predictor.set_image(frame.image)
+            t2 = time.perf_counter()
+            objects: Mapping[int, TrackedObject] = {}
+            timings = {"capture": t1 - t0, "encoder": t2 - t1}
+            if self.tracker is not None:
+                objects = self.tracker.step(self.predictor)
+                timings.update(self.tracker.last_timings)
+            else:
+                timings.update(decoder=0.0, postprocess=0.0)
+            t3 = time.perf_counter()
+            annotated = None
+            if self.annotate:
+                annotated = draw_objects(frame.image, objects, text=self.stats.line())
+            t4 = time.perf_counter()
+            timings["draw"] = t4 - t3
+            result = FrameResult(
+                frame.frame_id, frame.timestamp, frame.image, objects, timings, annotated
+            )
+            for sink in self.sinks:
+                sink.write(result)
+            t5 = time.perf_counter()
+            timings["sinks"] = t5 - t4
+            # Live frames carry their capture time (time.monotonic()); for the
+            # others the frame was "captured" when we read it.
+            timings[LATENCY] = time.monotonic() - frame.timestamp if self.source.live else t5 - t0
+            self.stats.record(timings, started=t0, ended=t5)
+            count += 1
+            yield result
+
+    def run(self) -> StatsSummary:
+        """Process frames until the source ends, ``max_frames``, :meth:`stop`,
+        Ctrl-C or SIGTERM; then close and return the stats.
+
+        Ctrl-C (KeyboardInterrupt) and SIGTERM end the run cleanly (the video
+        is finished, handles released) and set :attr:`interrupted`.
+        """
+        with _stop_on_sigterm(self):
+            try:
+                for _ in self:
+                    pass
+            except KeyboardInterrupt:
+                self.interrupted = True
+                log.info("interrupted; stopping")
+            finally:
+                self.close()
+        return self.stats.summary()
+
+    def close(self) -> None:
+        """Stop the capture thread, close the source and the sinks; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        errors: list[BaseException] = []
+        try:
+            if self._reader is not None:
+                self._reader.close()
+            self.source.close()
+        except Exception as e:  # close everything, then report the first failure
+            errors.append(e)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(pipeline: Pipeline) -> Iterator[None]:
+    """Make SIGTERM stop ``pipeline`` cleanly while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        # Signal handlers can only be installed from the main thread.
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("SIGTERM received; stopping after the current frame")
+        pipeline.interrupted = True
+        pipeline.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

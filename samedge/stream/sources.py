@@ -1,0 +1,642 @@
+"""Frame sources: the built-in moving scene, cameras, video files, URLs, image folders.
+
+Every source is a :class:`FrameSource`: a context manager that yields
+:class:`Frame` tuples ``(frame_id, timestamp, image)`` with ``image`` an
+H×W×3 uint8 RGB array, and releases its handle in :meth:`FrameSource.close`.
+:func:`open_source` turns the ``--source`` string into one.
+
+Timestamps are seconds: the media time for files, folders and the synthetic
+scene (so runs are reproducible), ``time.monotonic()`` at capture for live
+sources (cameras, URLs, GStreamer pipelines).
+
+Example:
+    >>> from samedge.stream import open_source
+    >>> with open_source("synthetic") as src:           # doctest: +SKIP
+    ...     for frame_id, timestamp, image in src:
+    ...         print(frame_id, image.shape)            # 0 (480, 640, 3) ...
+    ...         break
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, NamedTuple
+
+import cv2
+import numpy as np
+
+from samedge.errors import ImageError, InputError
+
+if TYPE_CHECKING:
+    from samedge.scenes import MovingScene, Scene
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Frame",
+    "FrameSource",
+    "ImageFolderSource",
+    "LatestFrameReader",
+    "SyntheticSource",
+    "VideoCaptureSource",
+    "jetson_csi_pipeline",
+    "open_source",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+# A URL that does not answer should fail in seconds, not hang the CLI.
+_OPEN_TIMEOUT_MS = 10_000
+_READ_TIMEOUT_MS = 10_000
+
+
+class Frame(NamedTuple):
+    """One captured frame.
+
+    Attributes:
+        frame_id: 0, 1, 2, ... in capture order (keeps counting across loops).
+        timestamp: Seconds (media time for files and the synthetic scene,
+            ``time.monotonic()`` at capture for live sources).
+        image: H×W×3 uint8 RGB.
+    """
+
+    frame_id: int
+    timestamp: float
+    image: np.ndarray
+
+
+class FrameSource(abc.ABC):
+    """A stream of RGB frames; iterate it, then close it (or use ``with``).
+
+    Subclasses implement :meth:`_read` (next image and timestamp, ``None`` at
+    the end) and :meth:`_close`.
+
+    Attributes:
+        description: What was opened, for logs and reports (``"camera 0 (V4L2)"``).
+        live: True for sources that produce frames in real time whether or not
+            they are read (cameras, URLs, GStreamer); the pipeline then reads
+            them from a :class:`LatestFrameReader` thread so that a slow model
+            drops frames instead of falling behind.
+        fps: Nominal frames per second, ``None`` when unknown.
+    """
+
+    description: str = "source"
+    live: bool = False
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self._next_id = 0
+        self._closed = False
+
+    def read(self) -> Frame | None:
+        """The next frame, or ``None`` when the source has ended or was closed."""
+        if self._closed:
+            return None
+        got = self._read()
+        if got is None:
+            return None
+        image, timestamp = got
+        frame = Frame(self._next_id, timestamp, image)
+        self._next_id += 1
+        return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        """Release the underlying handle; safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description}{' closed' if self._closed else ''}>"
+
+    @abc.abstractmethod
+    def _read(self) -> tuple[np.ndarray, float] | None: ...
+
+    def _close(self) -> None:  # noqa: B027  (most sources hold nothing to release)
+        """Release resources; called once."""
+
+
+class SyntheticSource(FrameSource):
+    """The built-in moving scene (``samedge.scenes.MovingScene``) as a camera.
+
+    Ground truth travels with it: :attr:`last_scene` is the :class:`Scene`
+    (image, instance masks, stable object ids) of the frame last read, which
+    the demo uses to click objects and to measure tracking IoU, and
+    :attr:`last_frame_id` the id of that frame.
+
+    Args:
+        seed: Scene seed; the same seed gives the same frames.
+        size: ``(height, width)`` of the frames.
+        num_objects: Objects in the scene.
+        fps: Frame rate of the scene's motion (and of ``realtime`` pacing).
+        num_frames: End after this many frames; ``None`` runs forever.
+        loop: With ``num_frames``, start over instead of ending.
+        realtime: Pace frames at ``fps`` like a camera and report ``live``.
+
+    Example:
+        >>> src = SyntheticSource(seed=0, num_frames=2)
+        >>> [f.frame_id for f in src]
+        [0, 1]
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        size: tuple[int, int] = (480, 640),
+        num_objects: int = 4,
+        fps: float = 30.0,
+        *,
+        num_frames: int | None = None,
+        loop: bool = False,
+        realtime: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_frames is not None and num_frames <= 0:
+            raise InputError(f"num_frames: got {num_frames}, expected a positive int or None")
+        if fps <= 0:
+            raise InputError(f"fps: got {fps}, expected a positive frame rate")
+        from samedge.scenes import MovingScene
+
+        self.scene: MovingScene = MovingScene(
+            seed=seed, size=size, num_objects=num_objects, fps=fps
+        )
+        self.fps = self._fps = float(fps)
+        self.num_frames = num_frames
+        self.loop = loop
+        self.live = realtime
+        self.description = (
+            f"synthetic (seed {seed}, {size[1]}x{size[0]}, {num_objects} objects, {fps:g} fps)"
+        )
+        self.last_scene: Scene | None = None
+        self.last_frame_id: int | None = None
+        self._t = 0
+        self._start: float | None = None
+
+    def scene_at(self, index: int) -> Scene:
+        """Ground truth of the scene's ``index``-th frame (independent of reading)."""
+        return self.scene.frame(index)
+
+    def _read(self) -> tuple[np.ndarray, float] | None:
+        if self.num_frames is not None and self._t >= self.num_frames:
+            if not self.loop:
+                return None
+            self._t = 0
+        if self.live:
+            # Sleep until this frame's capture time, like a camera's shutter.
+            now = time.monotonic()
+            if self._start is None:
+                self._start = now
+            due = self._start + self._next_id / self._fps
+            if due > now:
+                time.sleep(due - now)
+        scene = self.scene.frame(self._t)
+        self.last_scene = scene
+        self.last_frame_id = self._next_id
+        timestamp = time.monotonic() if self.live else self._next_id / self._fps
+        self._t += 1
+        return scene.image, timestamp
+
+
+class VideoCaptureSource(FrameSource):
+    """A ``cv2.VideoCapture``: camera index, video file, URL or GStreamer pipeline.
+
+    Prefer :func:`open_source`, which picks the OpenCV backend for the spec
+    and says what it tried when opening fails.
+
+    Args:
+        target: Camera index, file path, URL or GStreamer pipeline string.
+        api: OpenCV backend id (``cv2.CAP_V4L2``, ``cv2.CAP_FFMPEG``, ...).
+        description: What was opened, for logs and errors.
+        live: Whether the source runs in real time (camera, URL, pipeline).
+        loop: For files, rewind at the end instead of ending.
+        params: ``cv2.VideoCapture`` open parameters (``[prop, value, ...]``).
+    """
+
+    def __init__(
+        self,
+        target: int | str,
+        api: int,
+        description: str,
+        *,
+        live: bool,
+        loop: bool = False,
+        params: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.description = description
+        self.live = live
+        self.loop = loop
+        self._target = target
+        self._cap = cv2.VideoCapture(target, api, params or [])
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise InputError(f"{description}: cv2.VideoCapture could not open it")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0.0 < fps < 1000.0 else None
+        # Media time keeps increasing across loops: each pass starts where the last ended.
+        self._offset = 0.0
+        self._last_timestamp = 0.0
+
+    def _read(self) -> tuple[np.ndarray, float] | None:
+        ok, bgr = self._cap.read()
+        if not ok and self.loop and not self.live:
+            # Rewind once; a file that yields nothing right after a rewind has ended for good.
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._offset = self._last_timestamp + 1.0 / (self.fps or 30.0)
+            ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            if self.live:
+                log.warning("%s: no frame (camera or stream dropped out)", self.description)
+            return None
+        if self.live:
+            timestamp = time.monotonic()
+        else:
+            # After read(), POS_MSEC is the presentation time of the frame just read.
+            timestamp = self._offset + float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+            self._last_timestamp = timestamp
+        return _to_rgb(bgr, self.description), timestamp
+
+    def _close(self) -> None:
+        self._cap.release()
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder in sorted file-name order (or a single image file).
+
+    Args:
+        path: A folder holding images (``IMAGE_EXTENSIONS``), or one image file.
+        loop: Start over after the last image.
+        fps: Rate used for the timestamps (``frame_id / fps``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, loop: bool = False, fps: float = 30.0):
+        super().__init__()
+        root = Path(path)
+        if root.is_dir():
+            files = sorted(
+                p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                raise InputError(
+                    f"image folder {root}: holds no images (looked for "
+                    f"{', '.join(IMAGE_EXTENSIONS)}); pass a folder of frames, a video file, "
+                    "a camera index or 'synthetic'"
+                )
+            self.description = f"image folder {root} ({len(files)} images)"
+        else:
+            files = [root]
+            self.description = f"image {root}"
+        self.files = files
+        self.loop = loop
+        if not fps > 0:
+            raise InputError(f"fps: got {fps}, expected a positive frame rate")
+        self.fps = self._fps = float(fps)
+        self._index = 0
+
+    def _read(self) -> tuple[np.ndarray, float] | None:
+        if self._index >= len(self.files):
+            if not self.loop:
+                return None
+            self._index = 0
+        path = self.files[self._index]
+        self._index += 1
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ImageError(
+                f"{path}: OpenCV cannot decode it as an image; remove it from {path.parent} "
+                "or convert it to PNG/JPEG"
+            )
+        return _to_rgb(bgr, str(path)), self._next_id / self._fps
+
+
+def _to_rgb(bgr: np.ndarray, what: str) -> np.ndarray:
+    if bgr.dtype != np.uint8:
+        raise ImageError(f"{what}: got {bgr.dtype} frames, expected 8-bit (uint8) video")
+    if bgr.ndim == 2:
+        return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+    if bgr.shape[2] == 4:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def jetson_csi_pipeline(
+    sensor_id: int = 0,
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 30,
+    *,
+    flip_method: int = 0,
+    output_size: tuple[int, int] | None = None,
+) -> str:
+    """GStreamer pipeline string for a Jetson CSI camera (``nvarguscamerasrc``).
+
+    Pass the result as ``--source`` (or to :func:`open_source`). It needs an
+    OpenCV built with GStreamer (JetPack's system OpenCV, not the PyPI wheel):
+    check with ``python -c "import cv2; print(cv2.getBuildInformation())"``.
+    The appsink keeps only the newest buffer so a slow consumer never lags.
+
+    Args:
+        sensor_id: CSI port of the camera (``sensor-id``).
+        width: Capture width the sensor mode supports.
+        height: Capture height.
+        fps: Capture frame rate.
+        flip_method: ``nvvidconv`` flip (0 none, 2 rotate 180°, ...).
+        output_size: ``(width, height)`` after ``nvvidconv`` scaling; the
+            capture size when ``None``.
+
+    Example:
+        >>> print(jetson_csi_pipeline(0, 1280, 720, 30))  # doctest: +NORMALIZE_WHITESPACE
+        nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM), width=1280, height=720,
+        format=NV12, framerate=30/1 ! nvvidconv flip-method=0 ! video/x-raw, width=1280,
+        height=720, format=BGRx ! videoconvert ! video/x-raw, format=BGR !
+        appsink drop=true max-buffers=1 sync=false
+    """
+    for name, value in (("sensor_id", sensor_id), ("flip_method", flip_method)):
+        if value < 0:
+            raise InputError(f"{name}: got {value}, expected a non-negative int")
+    out_w, out_h = output_size if output_size is not None else (width, height)
+    for name, value in (("width", width), ("height", height), ("fps", fps)):
+        if value <= 0:
+            raise InputError(f"{name}: got {value}, expected a positive int")
+    if out_w <= 0 or out_h <= 0:
+        raise InputError(f"output_size: got {output_size}, expected positive (width, height)")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM), width={width}, height={height}, format=NV12, "
+        f"framerate={fps}/1 ! nvvidconv flip-method={flip_method} ! "
+        f"video/x-raw, width={out_w}, height={out_h}, format=BGRx ! videoconvert ! "
+        "video/x-raw, format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
+
+
+def open_source(spec: str | int | os.PathLike[str] | None, *, loop: bool = False) -> FrameSource:
+    """Open a frame source from a ``--source`` value.
+
+    ``None`` or ``"synthetic"``: the built-in moving scene at 640×480 (runs
+    forever). An int or digit string: a camera index through V4L2 (Linux) or
+    OpenCV's default backend. A string containing ``!``: a GStreamer pipeline
+    (see :func:`jetson_csi_pipeline`). ``rtsp://``, ``http(s)://`` and other
+    stream URLs: FFmpeg. An existing folder: its images, sorted by name. An
+    existing file: an image, or a video decoded by FFmpeg.
+
+    Args:
+        spec: The source, as above.
+        loop: For video files and image folders, start over at the end
+            instead of ending.
+
+    Raises:
+        InputError: nothing could be opened from ``spec``; the message says
+            what was tried and what to pass instead.
+
+    Example:
+        >>> with open_source("synthetic") as src:        # doctest: +SKIP
+        ...     frame = src.read()
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "synthetic"):
+        return SyntheticSource(seed=0, size=(480, 640))
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
+        raise InputError(
+            f"source: got {type(spec).__name__} {spec!r}, expected a camera index, a path, "
+            "a URL, a GStreamer pipeline or 'synthetic'"
+        )
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+        return _open_camera(int(spec))
+    if isinstance(spec, str):
+        text = spec.strip()
+        if not text:
+            raise InputError(
+                "source: got an empty string; pass 'synthetic', a camera index or a path"
+            )
+        if "!" in text:
+            return _open_gstreamer(text)
+        match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
+        if match and match.group(1).lower() in URL_SCHEMES:
+            return _open_url(text)
+        if match:
+            raise InputError(
+                f"source {text!r}: unsupported URL scheme {match.group(1)!r}; "
+                f"expected one of {', '.join(s + '://' for s in URL_SCHEMES)}"
+            )
+    path = Path(spec)
+    if path.is_dir():
+        return ImageFolderSource(path, loop=loop)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return ImageFolderSource(path, loop=loop)
+        return _open_file(path, loop=loop)
+    raise InputError(
+        f"source {str(spec)!r}: not found; tried it as 'synthetic', a camera index (digits), "
+        "a GStreamer pipeline (contains '!'), a stream URL (rtsp://, http(s)://) and a file or "
+        f"folder path ({path.resolve()} does not exist)"
+    )
+
+
+def _open_camera(index: int) -> FrameSource:
+    if index < 0:
+        raise InputError(f"camera index: got {index}, expected 0 or more")
+    if sys.platform.startswith("linux"):
+        api, api_name = cv2.CAP_V4L2, "V4L2"
+        device = Path(f"/dev/video{index}")
+        hint = (
+            f"{device} does not exist"
+            if not device.exists()
+            else f"{device} exists but is busy or not a capture device"
+        )
+        hint += "; list cameras with `v4l2-ctl --list-devices`"
+    else:
+        api, api_name = cv2.CAP_ANY, "OpenCV default backend"
+        hint = "check that the camera is connected and not used by another program"
+    try:
+        return VideoCaptureSource(
+            index, api, f"camera {index} ({api_name})", live=True, params=_timeouts()
+        )
+    except InputError as e:
+        raise InputError(f"{e}; tried camera index {index} via {api_name}: {hint}") from None
+
+
+def _open_gstreamer(pipeline: str) -> FrameSource:
+    if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
+        raise InputError(
+            "GStreamer pipeline source: this OpenCV "
+            f"({cv2.__version__}) was built without GStreamer (the PyPI opencv-python wheels "
+            "are); use an OpenCV with GStreamer (on Jetson, JetPack's system python3-opencv), "
+            "or a camera index / URL instead"
+        )
+    try:
+        return VideoCaptureSource(pipeline, cv2.CAP_GSTREAMER, "GStreamer pipeline", live=True)
+    except InputError:
+        raise InputError(
+            f"GStreamer pipeline {pipeline!r}: cv2.VideoCapture(..., CAP_GSTREAMER) could not "
+            "start it; test it with `gst-launch-1.0` and make sure it ends in an appsink "
+            "producing BGR"
+        ) from None
+
+
+def _open_url(url: str) -> FrameSource:
+    # Never put credentials from the URL into logs or messages.
+    shown = re.sub(r"//[^/@]*@", "//***@", url)
+    try:
+        return VideoCaptureSource(
+            url, cv2.CAP_FFMPEG, f"stream {shown}", live=True, params=_timeouts()
+        )
+    except InputError:
+        raise InputError(
+            f"stream {shown}: cv2.VideoCapture(..., CAP_FFMPEG) could not open it within "
+            f"{_OPEN_TIMEOUT_MS / 1000:g} s; check the address, credentials and that the "
+            "server is reachable (e.g. `ffprobe URL`)"
+        ) from None
+
+
+def _open_file(path: Path, *, loop: bool) -> FrameSource:
+    try:
+        return VideoCaptureSource(
+            str(path), cv2.CAP_FFMPEG, f"video file {path}", live=False, loop=loop
+        )
+    except InputError:
+        raise InputError(
+            f"video file {path}: cv2.VideoCapture(..., CAP_FFMPEG) could not decode it; "
+            f"it is not a video OpenCV's FFmpeg reads, nor an image ({', '.join(IMAGE_EXTENSIONS)})"
+        ) from None
+
+
+def _timeouts() -> list[int]:
+    return [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        _OPEN_TIMEOUT_MS,
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        _READ_TIMEOUT_MS,
+    ]
+
+
+class LatestFrameReader:
+    """Reads a live source in a thread and keeps only the newest frame.
+
+    A slow consumer then skips frames (counted in :attr:`dropped`) instead of
+    falling behind the camera, and memory stays flat. Iterating yields each
+    newest frame at most once and ends when the source ends or :meth:`close`
+    is called; :meth:`close` joins the thread and closes the source.
+
+    Args:
+        source: The source to read; owned (closed) by the reader.
+        name: Thread name, for debugging.
+
+    Example:
+        >>> with LatestFrameReader(open_source(0)) as frames:   # doctest: +SKIP
+        ...     for frame in frames:
+        ...         handle(frame)
+    """
+
+    def __init__(self, source: FrameSource, *, name: str = "samedge-capture") -> None:
+        self.source = source
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.source.read()
+                with self._cond:
+                    if frame is None:
+                        break
+                    if self._latest is not None:
+                        self.dropped += 1
+                    self._latest = frame
+                    self._cond.notify_all()
+        except BaseException as e:  # handed to the consumer, re-raised there
+            self.error = e
+        finally:
+            # The thread owns the handle: releasing it here, never from another thread,
+            # avoids closing a capture in the middle of its read().
+            self.source.close()
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """Wait for a frame newer than the last one returned; ``None`` at the end.
+
+        Raises:
+            Exception: whatever the source raised in the capture thread.
+        """
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self._latest is not None or self._ended, timeout=timeout
+            ):
+                return None
+            frame, self._latest = self._latest, None
+            if frame is None and self.error is not None:
+                raise self.error
+            return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        """Stop the thread, wait for it, and close the source."""
+        self._stop.set()
+        # The thread may be blocked inside source.read(); it sees the flag on return
+        # and closes the source itself.
+        self._thread.join(timeout=10.0)
+        if self._thread.is_alive():
+            log.warning(
+                "%s: capture thread still blocked in read() after 10 s; it releases the "
+                "source when the read returns",
+                self.source.description,
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> LatestFrameReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

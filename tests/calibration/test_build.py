@@ -1,0 +1,286 @@
+"""``samedge build`` end to end: outputs, gate, layer fallback, bad inputs, CLI, auto."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+import pytest
+
+from samedge import Predictor
+from samedge.calibration import (
+    BuildConfig,
+    GateConfig,
+    GateError,
+    Precision,
+    build,
+    failed_report_path,
+    find_fallback,
+)
+from samedge.cli import main
+from samedge.errors import InputError, ModelDirError, OutputExistsError
+from samedge.model_dir import read_model_dir
+from tests.calibration._toy import SENSITIVE_NODE, write_sensitive_model
+
+if TYPE_CHECKING:
+    from tests._factories import ExportedModel
+
+# The package re-exports the function `build`, which shadows the module of the same name.
+build_module = importlib.import_module("samedge.calibration.build")
+
+# Small and fast: 6 calibration frames, 2 held out (2 × 24 prompts × 4 masks), no timing.
+FAST = BuildConfig(frames=6, heldout=2, speed_runs=0, eval_scenes=0)
+
+
+def _predict(model_dir: Path, backend: str) -> np.ndarray:
+    frame = np.random.default_rng(3).integers(0, 255, (60, 80, 3), np.uint8)
+    with Predictor(model_dir, backend=backend) as predictor:
+        predictor.set_image(frame)
+        masks, scores, _ = predictor.predict(
+            point_coords=np.array([[40, 30]]), point_labels=np.array([1])
+        )
+    assert masks.shape == (3, 60, 80)
+    assert scores.shape == (3,)
+    return masks
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_fp16_build_loads_everywhere_and_records_its_report(
+    reduced_sam_dir: ExportedModel, tmp_path: Path
+) -> None:
+    out = tmp_path / "fp16"
+    report = build(reduced_sam_dir.dir, out, BuildConfig(precision=Precision.FP16, frames=2,
+                                                          heldout=2, speed_runs=0))  # fmt: skip
+    assert report.passed
+    assert report.precision == "fp16"
+    assert report.fidelity.mean_iou >= 0.95
+    assert report.fidelity.cosine_min > 0.999
+    card = read_model_dir(out)
+    assert card.precision == "fp16"
+    assert card.details["calibration"]["source"].startswith("synthetic")
+    assert card.details["report"]["passed"] is True
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["fp16_blocked"]["encoder"]["LayerNormalization"] > 0
+    meta = {p.key: p.value for p in onnx.load(str(out / "encoder.onnx")).metadata_props}
+    assert json.loads(meta["samedge.precision"]) == "fp16"
+    assert "samedge.calibration" in meta
+    _predict(out, "onnxruntime")
+    assert Predictor(out, precision="fp16").card.precision == "fp16"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.openvino
+def test_fp16_and_int8_builds_run_on_openvino(
+    reduced_sam_dir: ExportedModel, tmp_path: Path
+) -> None:
+    for precision in (Precision.FP16, Precision.INT8):
+        out = tmp_path / precision.value
+        build(reduced_sam_dir.dir, out, BuildConfig(precision=precision, frames=4, heldout=1,
+                                                    speed_runs=0))  # fmt: skip
+        ov = _predict(out, "openvino")
+        ort = _predict(out, "onnxruntime")
+        inter = np.count_nonzero(ov & ort)
+        union = max(np.count_nonzero(ov | ort), 1)
+        assert inter / union > 0.8
+
+
+def test_int8_build_is_a_predictor_model_dir(
+    reduced_sam_dir: ExportedModel, tmp_path: Path
+) -> None:
+    out = tmp_path / "int8"
+    report = build(reduced_sam_dir.dir, out, FAST)
+    assert report.passed
+    assert report.precision == "int8"
+    assert report.calibration["method"] == "nncf"
+    assert report.calibration["qdq"]["weights_per_tensor"] == 0
+    assert report.decoder_precision == "fp32"
+    card = read_model_dir(out)
+    assert card.precision == "int8"
+    ops = {n.op_type for n in onnx.load(str(out / "encoder.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    _predict(out, "onnxruntime")
+    # An fp32 directory asked for as int8 says how to build one.
+    with pytest.raises(ModelDirError, match="samedge build"):
+        Predictor(reduced_sam_dir.dir, precision="int8")
+
+
+def test_gate_failure_writes_no_model(reduced_sam_dir: ExportedModel, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    impossible = BuildConfig(
+        precision=Precision.INT8,
+        frames=4,
+        heldout=1,
+        speed_runs=0,
+        fallback=False,
+        gate=GateConfig(min_mean_iou=1.0, min_p5_iou=1.0),
+    )
+    with pytest.raises(GateError, match="missed its accuracy gate") as info:
+        build(reduced_sam_dir.dir, out, impossible)
+    assert not out.exists()
+    failed = failed_report_path(out)
+    assert failed.is_file()
+    assert info.value.report_path == str(failed)
+    data = json.loads(failed.read_text())
+    assert data["passed"] is False
+    assert data["gate_reasons"]
+    assert [p.name for p in tmp_path.iterdir()] == [failed.name]
+
+
+def test_layer_fallback_rescues_a_sensitive_layer(tmp_path: Path) -> None:
+    toy = write_sensitive_model(tmp_path / "toy")
+    # The toy decoder's masks are a thresholded random projection, so its IoU is
+    # noisier than SAM's; the gate is set between the plain INT8 build (mean ~0.4,
+    # p5 0) and the fallback build (mean ~0.96, p5 ~0.87).
+    gate = GateConfig(min_mean_iou=0.9, min_p5_iou=0.7)
+    config = BuildConfig(frames=8, heldout=2, speed_runs=0, gate=gate, fallback=False)
+    with pytest.raises(GateError):
+        build(toy, tmp_path / "plain", config)
+    report = build(toy, tmp_path / "rescued", BuildConfig(frames=8, heldout=2, speed_runs=1,
+                                                          gate=gate))  # fmt: skip
+    assert report.passed
+    assert report.fallback is not None
+    assert report.fallback["kept"] == [SENSITIVE_NODE]
+    top = report.fallback["sensitivity"][0]
+    assert top["node"] == SENSITIVE_NODE
+    assert top["gain_db"] > 10
+    assert report.fallback["without_fallback"]["mean_iou"] < 0.9
+    assert report.fallback["speed_ms"]  # the speed it cost is measured and reported
+    model = onnx.load(str(tmp_path / "rescued" / "encoder.onnx"))
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    sensitive = next(n for n in model.graph.node if n.name == SENSITIVE_NODE)
+    assert not any(i in dq_out for i in sensitive.input)  # kept in float
+    assert any(i in dq_out for n in model.graph.node if n.op_type == "Conv" for i in n.input)
+    assert not failed_report_path(tmp_path / "rescued").exists()
+
+
+def test_find_fallback_finds_the_smallest_k() -> None:
+    calls: list[int] = []
+
+    def passes_from(k0: int):
+        def passes(k: int) -> bool:
+            calls.append(k)
+            return k >= k0
+
+        return passes
+
+    assert find_fallback(passes_from(5), 32) == 5
+    assert calls[:4] == [1, 2, 4, 8]
+    assert find_fallback(passes_from(1), 32) == 1
+    assert find_fallback(passes_from(40), 32) is None
+    assert find_fallback(passes_from(3), 3) == 3
+
+
+def test_bad_inputs(reduced_sam_dir: ExportedModel, tmp_path: Path) -> None:
+    built = tmp_path / "int8"
+    build(reduced_sam_dir.dir, built, FAST)
+    with pytest.raises(ModelDirError, match="already int8"):
+        build(built, tmp_path / "again", FAST)
+    with pytest.raises(OutputExistsError, match="--force"):
+        build(reduced_sam_dir.dir, built, FAST)
+    with pytest.raises(InputError, match="heldout"):
+        BuildConfig(heldout=0)
+    with pytest.raises(ModelDirError, match="no such directory"):
+        build(tmp_path / "missing", tmp_path / "x", FAST)
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no images"):
+        build(reduced_sam_dir.dir, tmp_path / "y", BuildConfig(calibration=str(empty)))
+    assert not (tmp_path / "y").exists()
+    floats = [np.zeros((32, 32, 3), np.float32)] * 8
+    with pytest.raises(InputError, match=r"calibration frame 0: .*float32"):
+        build(reduced_sam_dir.dir, tmp_path / "z", FAST, frames=floats)
+    assert not (tmp_path / "z").exists()
+
+
+def test_interrupted_calibration_leaves_nothing(
+    reduced_sam_dir: ExportedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "quantize_int8", interrupted)
+    out = tmp_path / "int8"
+    with pytest.raises(KeyboardInterrupt):
+        build(reduced_sam_dir.dir, out, FAST)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert build(reduced_sam_dir.dir, out, FAST).passed  # a rerun starts clean
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_build_end_to_end(
+    reduced_sam_dir: ExportedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli_int8"
+    args = ["build", str(reduced_sam_dir.dir), "--precision", "int8", "--output", str(out)]
+    fast = ["--frames", "4", "--heldout", "1", "--speed-runs", "0"]
+    assert main([*args, *fast, "--calibration", "synthetic", "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert "[gate PASSED]" in printed
+    assert '"precision": "int8"' in printed
+    assert read_model_dir(out).precision == "int8"
+    # Impossible thresholds: non-zero exit, nothing written, one-line error.
+    bad = tmp_path / "cli_fail"
+    code = main(
+        ["build", str(reduced_sam_dir.dir), "--precision", "fp16", "--output", str(bad),
+         *fast, "--min-mean-iou", "1", "--min-p5-iou", "1"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert not bad.exists()
+    assert "gate FAILED" in err
+    assert "missed its accuracy gate" in err
+    assert main([*args, *fast]) == 1  # exists without --force
+    assert "--force" in capsys.readouterr().err
+
+
+def test_auto_picks_a_passing_candidate_and_says_why(
+    reduced_sam_dir: ExportedModel, tmp_path: Path
+) -> None:
+    out = tmp_path / "auto"
+    config = BuildConfig(precision=Precision.AUTO, frames=4, heldout=1, speed_runs=1,
+                         backend="onnxruntime")  # fmt: skip
+    report = build(reduced_sam_dir.dir, out, config)
+    assert report.passed
+    assert report.decision
+    names = [c["precision"] for c in report.candidates]
+    assert names[0] == "fp32"
+    assert "int8" in names
+    fastest = min((c for c in report.candidates if c["passed"]), key=lambda c: c["latency_ms"])
+    assert report.precision == fastest["precision"]
+    assert read_model_dir(out).precision == report.precision
+
+
+def test_samedge_tiny_report_has_ground_truth_miou(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from tests._factories import export_random
+
+    tiny = export_random("samedge_tiny", tmp_path / "tiny").dir
+    config = BuildConfig(frames=4, heldout=1, speed_runs=0, eval_scenes=3)
+    report = build(tiny, tmp_path / "tiny_int8", config)
+    gt = report.ground_truth
+    assert gt is not None
+    assert gt["scenes"] == 3
+    assert gt["objects"] > 0
+    assert set(gt["fp32"]) == set(gt["build"]) >= {"click", "box"}
+    on_disk = json.loads((tmp_path / "tiny_int8" / "report.json").read_text())
+    assert on_disk["ground_truth"]["build"] == gt["build"]
+    # Masks that cannot match fp32 closely enough: the failing report still has
+    # the ground truth; the ground-truth gate, when asked for, accepts the build.
+    strict = GateConfig(min_mean_iou=1.0, min_p5_iou=1.0)
+    failing = replace(config, fallback=False, gate=strict)
+    with pytest.raises(GateError) as info:
+        build(tiny, tmp_path / "strict", failing)
+    assert info.value.report["ground_truth"]["fp32"] == gt["fp32"]
+    lenient = replace(failing, gate=replace(strict, max_gt_miou_drop=1.0))
+    accepted = build(tiny, tmp_path / "by_gt", lenient)
+    assert accepted.passed
+    assert "accepted by the ground-truth gate" in accepted.gate_reasons[-1]
