@@ -38,9 +38,17 @@ ModelOpt 0.47  0.8575 /  5.5 dB    0.807 / 0.455 (fail)         219         58 s
 three files run at the same speed; NNCF is the only one that passes the gate,
 so it is the default. ONNX Runtime's CPU provider runs all of them slower
 than FP32 here (about 1.1-1.25 s vs 1.0 s): on CPUs, OpenVINO is the INT8
-runtime. ModelOpt is not offered as a method: ``nvidia-modelopt[onnx]`` pins
-onnx and onnxruntime-gpu versions that conflict with samedge's, so the
-benchmark runs it in its own environment.
+runtime. SAM ViT-B (random weights, 8 frames): NNCF with the attention
+MatMuls ran out of memory under a 22 GB address-space cap on this 24 GB
+machine (its ONNX statistics hold every quantized activation of a run, 805 MB
+per global-attention map); with
+``attention=False`` it calibrated in 4 min at 16.5 GB peak and passed the gate
+(cosine 0.9988, mask IoU 0.976 / 0.957), OpenVINO 1.20 s vs 1.42 s bf16
+(benchmarks/results/amd-epyc-2c/calibration_builds_sam_vit_b.md).
+
+ModelOpt is not offered as a method: ``nvidia-modelopt[onnx]`` pins onnx and
+onnxruntime-gpu versions that conflict with samedge's, so the benchmark runs
+it in its own environment.
 
 Example:
     >>> from samedge.calibration.int8 import Int8Config, quantize_int8
