@@ -149,10 +149,17 @@ def _quantize_modelopt(python: str, src: Path, dst: Path, inputs_path: Path) -> 
     with samedge's, so it cannot share the environment; its output file is
     measured here like the others, and checked against TensorRT's Q/DQ rules.
     """
+    import shutil
     import subprocess
 
     from samedge.calibration import check_qdq
 
+    # ModelOpt writes shape-inference results back into its --onnx_path: give
+    # it a copy, never the model directory (it once rewrote the shipped
+    # samedge_tiny encoder this way).
+    copy = dst.with_name(dst.stem + ".input.onnx")
+    shutil.copyfile(src, copy)
+    src = copy
     data = dst.with_suffix(".calib.npz")
     x = np.load(inputs_path)["x"]
     np.savez(data, image=x.reshape(-1, *x.shape[2:]))

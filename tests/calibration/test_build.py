@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 from samedge import Predictor
+from samedge._io import sha256_file
 from samedge.calibration import (
     BuildConfig,
     GateConfig,
@@ -96,7 +97,9 @@ def test_int8_build_is_a_predictor_model_dir(
     reduced_sam_dir: ExportedModel, tmp_path: Path
 ) -> None:
     out = tmp_path / "int8"
+    before = {p.name: sha256_file(p) for p in reduced_sam_dir.dir.iterdir()}
     report = build(reduced_sam_dir.dir, out, FAST)
+    assert {p.name: sha256_file(p) for p in reduced_sam_dir.dir.iterdir()} == before
     assert report.passed
     assert report.precision == "int8"
     assert report.calibration["method"] == "nncf"
