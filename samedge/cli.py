@@ -20,6 +20,9 @@ from samedge.models import list_models
 
 log = logging.getLogger("samedge")
 
+# One list for every subcommand that opens a model (eval, run, serve, build).
+_BACKEND_CHOICES = ["auto", "onnxruntime", "openvino", "tensorrt"]
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -288,7 +291,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "onnxruntime", "openvino", "tensorrt"],
+        choices=_BACKEND_CHOICES,
         help="backend --precision auto picks for",
     )
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
@@ -299,9 +302,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "eval", help="mIoU on held-out procedural scenes: click, corrective clicks, box"
     )
     p.add_argument("model", help="model directory or built-in name (e.g. samedge_tiny)")
-    p.add_argument(
-        "--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt"]
-    )
+    p.add_argument("--backend", default="auto", choices=_BACKEND_CHOICES)
     p.add_argument("--scenes", type=int, default=200, help="held-out scenes (default 200)")
     p.add_argument("--seed", type=int, default=None, help="scene seed (default: the eval seed)")
     p.add_argument("--clicks", type=int, default=3, help="clicks incl. corrective (default 3)")
@@ -325,7 +326,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "onnxruntime", "openvino", "tensorrt"],
+        choices=_BACKEND_CHOICES,
         help="default auto: the fastest installed for this hardware (see `samedge info`)",
     )
     p.add_argument(
@@ -388,9 +389,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "rtsp:// or http(s):// URL, or a GStreamer pipeline (contains '!')",
     )
     p.add_argument("--model", default="samedge_tiny", help="model directory or built-in name")
-    p.add_argument(
-        "--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt"]
-    )
+    p.add_argument("--backend", default="auto", choices=_BACKEND_CHOICES)
     p.add_argument(
         "--precision", default=None, choices=["fp32", "fp16", "int8"], help="insist on one"
     )
