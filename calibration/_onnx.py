@@ -3,10 +3,37 @@
 Loading and saving graphs (external data past protobuf's 2 GiB), ONNX
 Runtime's portable graph clean-up, CPU sessions, and per-tensor activation
 ranges measured with ONNX Runtime in memory-bounded chunks.
+
+Memory. Calibration runs big encoders a handful of times each, in one
+process, next to the frames, the FP32 reference and the quantizer's own
+copies of the graph; a build's peak is the sum of what is alive at once. Every
+session here therefore uses :func:`session_options`: no memory pattern and no
+CPU arena, which measured on a random-weight SAM ViT-B encoder (1024², 805 MB
+global-attention maps; benchmarks/results/amd-epyc-2c/calibration_memory.md):
+
+======================  ==========  ==========  =====================
+ONNX Runtime CPU        1st run     2nd run     between runs / after
+======================  ==========  ==========  =====================
+arena + mem pattern     3.9 GB      7.2 GB      7.2 GB
+arena, no mem pattern   3.9 GB      3.9 GB      3.9 GB
+no arena (used here)    3.9 GB      4.0 GB      1.0 GB (the weights)
+======================  ==========  ==========  =====================
+
+(ONNX Runtime's defaults plan one block for a run's whole memory pattern
+after the first run and take it from the arena beside the first run's
+chunks, which the arena never returns.)
+
+Freed is not returned, though: activations under glibc's 32 MB mmap
+threshold (most of a ViT's) are carved from the heap, and a few live blocks
+pin the freed space around them. :func:`give_back_memory` hands it back at
+the boundaries between big steps (measured: 2.5 GB after NNCF's statistics).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import math
 import os
@@ -23,10 +50,12 @@ from samedge.errors import ExportError, InputError
 __all__ = [
     "cpu_session",
     "float_tensor_ranges",
+    "give_back_memory",
     "load_model",
     "optimize_basic",
     "run_session",
     "save_model",
+    "session_options",
     "set_metadata",
 ]
 
@@ -78,13 +107,62 @@ def set_metadata(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
+def _malloc_trim() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to trim
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_memory() -> None:
+    """Return the heap memory freed so far to the system, where the C library allows it.
+
+    Collects garbage, then calls glibc's ``malloc_trim(0)`` (as Dask's workers
+    do), which also releases free pages in the middle of the heap; elsewhere
+    only the collection happens. Cheap: a few milliseconds.
+    """
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def session_options(threads: int | None = None, *, node_order: bool = False) -> Any:
+    """ONNX Runtime CPU session options for calibration: quiet, and memory given back.
+
+    No memory pattern and no CPU arena (see the module docstring for the
+    measurements): a session holds its weights between runs, not its largest
+    run's activations, so several sessions, the quantizer's statistics and the
+    report can be alive at once.
+
+    Args:
+        threads: Intra-op threads; ``None`` for ONNX Runtime's default.
+        node_order: Execute in ONNX Runtime's priority-based order, which
+            keeps to the graph's node order (see :func:`float_tensor_ranges`).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.enable_mem_pattern = False
+    options.enable_cpu_mem_arena = False
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if node_order:
+        options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    return options
+
+
 def cpu_session(
     model: str | os.PathLike[str] | onnx.ModelProto,
     threads: int | None = None,
     *,
     node_order: bool = False,
 ) -> Any:
-    """An ONNX Runtime CPU session with full optimisation and quiet logs.
+    """An ONNX Runtime CPU session with full optimisation, quiet logs and lean memory.
 
     Args:
         model: Path or in-memory model.
@@ -94,15 +172,7 @@ def cpu_session(
     """
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    if node_order:
-        options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-        # Without the arena, freed activations go back to the system instead of
-        # growing a pool sized for the sum of the run's shapes.
-        options.enable_cpu_mem_arena = False
+    options = session_options(threads, node_order=node_order)
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

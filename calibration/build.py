@@ -55,7 +55,14 @@ import numpy as np
 
 from samedge._io import atomic_directory, atomic_write_text, sha256_file
 from samedge._version import __version__
-from samedge.calibration._onnx import cpu_session, load_model, run_session, save_model, set_metadata
+from samedge.calibration._onnx import (
+    cpu_session,
+    give_back_memory,
+    load_model,
+    run_session,
+    save_model,
+    set_metadata,
+)
 from samedge.calibration.fp16 import Fp16Config, Fp16Result, convert_fp16
 from samedge.calibration.frames import (
     SYNTHETIC,
@@ -109,8 +116,8 @@ class BuildConfig:
         decoder_fp16: Convert the decoder to FP16 too (default: keep it FP32).
         gate: Pass/fail thresholds.
         attention_int8: Quantize the attention MatMuls too (see
-            :attr:`~.int8.Int8Config.attention`; off for ViT-B/L/H on machines
-            with less than ~32 GB, where NNCF's statistics would not fit).
+            :attr:`~.int8.Int8Config.attention`; a ViT-B build with it fits
+            in 12 GB, benchmarks/results/amd-epyc-2c/calibration_memory.md).
         fallback: Let INT8 keep its most sensitive layers in float to pass the gate.
         max_fallback_layers: Most layers fallback may keep in float.
         sensitivity_frames: Frames the per-layer sensitivity is measured on.
@@ -528,6 +535,7 @@ def build(
         ref = Reference.compute(
             card, src_dir / card.encoder, src_dir / card.decoder, frame_set.heldout
         )
+        give_back_memory()
         candidates: list[dict[str, Any]] = []
         decision = ""
         if config.precision is Precision.AUTO:
@@ -620,6 +628,7 @@ def build(
                 report.to_dict(),
                 str(failed),
             )
+        give_back_memory()
         speed = _speed_table(
             {"fp32": src_dir / card.encoder, "build": art.encoder}, inputs[0], config.speed_runs
         )

@@ -39,7 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samedge.errors import ImageError, InputError, SamedgeError
+# CalibrationDataError lives in samedge.errors with every other error; re-exported
+# so that ``from samedge.calibration.frames import CalibrationDataError`` keeps working.
+from samedge.errors import CalibrationDataError, ImageError, InputError, SamedgeError
 from samedge.model_dir import ModelCard
 from samedge.preprocess import Resample, preprocess_image, validate_image
 
@@ -61,10 +63,6 @@ SYNTHETIC_SIZE = (480, 640)
 CALIBRATION_SEED = 4242
 
 FrameSource = str | int | os.PathLike[str] | Iterable[np.ndarray]
-
-
-class CalibrationDataError(InputError):
-    """The calibration source gave no usable frames, too few, or frames of the wrong type."""
 
 
 @dataclass(frozen=True)

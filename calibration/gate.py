@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from samedge.errors import ExportError, InputError
+# GateError lives in samedge.errors with every other error; re-exported so that
+# ``from samedge.calibration.gate import GateError`` keeps working.
+from samedge.errors import GateError, InputError
 
 __all__ = ["GateConfig", "GateError", "GateResult"]
 
@@ -105,20 +106,3 @@ class GateResult:
 
     def __str__(self) -> str:
         return "passed" if self.passed else "FAILED: " + "; ".join(self.reasons)
-
-
-class GateError(ExportError):
-    """A build missed its accuracy gate; nothing was written as a model.
-
-    Attributes:
-        report: The failing build's report as a JSON-ready dict (also written
-            to ``report_path`` when there is one).
-        report_path: Where the failing report was saved for diagnosis, if anywhere.
-    """
-
-    def __init__(
-        self, message: str, report: Mapping[str, Any], report_path: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.report = dict(report)
-        self.report_path = report_path

@@ -43,13 +43,17 @@ build keeps FP32's ground-truth mIoU (see :mod:`.gate`). ONNX Runtime's CPU
 provider runs the Q/DQ files slower than FP32 here: on CPUs, OpenVINO is the
 INT8 runtime.
 
-SAM ViT-B (random weights, 8 frames): NNCF with the attention MatMuls ran out
-of memory under a 22 GB address-space cap on this 24 GB machine (its ONNX
-statistics hold every quantized activation of a run, 805 MB per
-global-attention map); with ``attention=False`` it calibrated in 4 min at
-16.5 GB peak and passed the gate (cosine 0.9988, mask IoU 0.976 / 0.957),
-OpenVINO 1.20 s vs 1.42 s bf16
-(benchmarks/results/amd-epyc-2c/calibration_builds_sam_vit_b.md).
+SAM ViT-B (random weights): ``samedge build --precision int8`` with its
+defaults (32 frames, attention MatMuls quantized) fits in 12 GB
+(benchmarks/results/amd-epyc-2c/calibration_memory.md). NNCF streams the
+frames: each runs through ONNX Runtime with the activations NNCF needs as
+extra outputs (1.1 GB for SmoothQuant, 3.3 GB for min/max and bias
+correction) and is reduced to statistics before the next. The 805 MB
+global-attention maps are not among them: the transformer preset leaves
+``softmax·v`` in float and quantizes ``q·kᵀ``. What once made ViT-B need
+more than 22 GB was ONNX Runtime's arena and memory pattern (twice a run's
+activations kept) and freed memory never returned between steps; see
+:mod:`._onnx` and :func:`_lean_nncf_sessions`.
 
 ModelOpt is not offered as a method: ``nvidia-modelopt[onnx]`` pins onnx and
 onnxruntime-gpu versions that conflict with samedge's, so the benchmark runs
@@ -64,12 +68,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -80,10 +85,12 @@ from onnx import numpy_helper
 
 from samedge.calibration._onnx import (
     cpu_session,
+    give_back_memory,
     load_model,
     optimize_basic,
     run_session,
     save_model,
+    session_options,
 )
 from samedge.errors import BackendUnavailableError, ExportError, InputError
 
@@ -129,11 +136,11 @@ class Int8Config:
         transformer: NNCF's ``ModelType.TRANSFORMER``; ``None`` decides by the
             graph (it has a Softmax).
         fast_bias_correction: NNCF's bias correction after quantizing.
-        attention: Quantize the attention MatMuls (activation × activation:
-            ``q·kᵀ`` and ``softmax·v``). Off keeps them in float: calibration
-            then needs far less memory (NNCF's ONNX statistics return every
-            quantized activation of a run at once, and one ViT-B global
-            attention map is 805 MB), at some speed.
+        attention: Quantize the attention MatMuls (activation × activation).
+            NNCF's transformer preset then quantizes ``q·kᵀ`` and, by its own
+            rule, leaves ``softmax·v`` in float; the ONNX Runtime engine
+            quantizes both. Off keeps both in float (less speed-up; with
+            NNCF, 24 fewer activations to collect on a ViT-B).
     """
 
     method: Int8Method | None = None
@@ -239,6 +246,49 @@ def attention_matmuls(model: onnx.ModelProto) -> list[str]:
     ]
 
 
+class _LeanOrt:
+    """``onnxruntime`` as NNCF's ONNX engine sees it, with :func:`session_options`.
+
+    NNCF builds its statistics sessions from ``onnxruntime.SessionOptions()``
+    with no way to pass options. With ONNX Runtime's defaults (CPU arena +
+    memory pattern) a ViT-B statistics session holds about twice a run's
+    activations from the second frame on; with ours they are freed after
+    every frame.
+    """
+
+    def __init__(self, ort: Any) -> None:
+        self._ort = ort
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ort, name)
+
+    @staticmethod
+    def SessionOptions() -> Any:  # noqa: N802  # stands in for onnxruntime.SessionOptions
+        return session_options()
+
+
+@contextlib.contextmanager
+def _lean_nncf_sessions() -> Iterator[None]:
+    """While quantizing, NNCF's ONNX engine creates its sessions with our options."""
+    try:
+        from nncf.onnx import engine
+    except ImportError:  # NNCF without its ONNX backend fails later, with its own message
+        yield
+        return
+    ort = getattr(engine, "rt", None)
+    if ort is None or not hasattr(ort, "InferenceSession"):
+        # A later NNCF may build sessions differently; it still works, with
+        # ONNX Runtime's default (larger) memory use.
+        log.debug("nncf.onnx.engine has no 'rt' module; its sessions keep ORT's defaults")
+        yield
+        return
+    engine.rt = _LeanOrt(ort)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        engine.rt = ort  # type: ignore[attr-defined]
+
+
 def _quantize_nncf(
     model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], config: Int8Config
 ) -> onnx.ModelProto:
@@ -255,15 +305,20 @@ def _quantize_nncf(
         logging.getLogger("nncf").setLevel(logging.WARNING)
     transformer = _is_transformer(model) if config.transformer is None else config.transformer
     ignored = nncf.IgnoredScope(names=list(config.exclude), validate=False)
-    return nncf.quantize(
-        model,
-        nncf.Dataset(feeds),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-        subset_size=len(feeds),
-        fast_bias_correction=config.fast_bias_correction,
-        ignored_scope=ignored,
-    )
+    # NNCF already streams: one frame at a time through ONNX Runtime, reduced to
+    # its statistics before the next. A frame's peak is the run's activations
+    # plus the activations NNCF asked for as outputs (ViT-B: 1.1 GB for
+    # SmoothQuant, 3.3 GB for min/max + bias correction), whatever subset_size.
+    with _lean_nncf_sessions():
+        return nncf.quantize(
+            model,
+            nncf.Dataset(feeds),
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+            subset_size=len(feeds),
+            fast_bias_correction=config.fast_bias_correction,
+            ignored_scope=ignored,
+        )
 
 
 class _Reader:
@@ -473,8 +528,13 @@ def quantize_int8(
     """
     config = config or Int8Config()
     src, dst = Path(src), Path(dst)
+    # Only the names and provenance are needed from the source; not holding its
+    # weights (a ViT-B's 360 MB) through quantization lowers the peak.
     model = load_model(src)
-    input_name = model.graph.input[0].name
+    input_name, output_name = model.graph.input[0].name, model.graph.output[0].name
+    # Plain strings: a protobuf sub-message would keep the whole model alive.
+    provenance = [(p.key, p.value) for p in model.metadata_props]
+    del model
     feeds = _feeds(frames, input_name)
     method = config.resolved_method
     t0 = time.perf_counter()
@@ -485,7 +545,7 @@ def quantize_int8(
         else:
             # A copy even so: ONNX Runtime's quantizer writes a scratch file
             # next to its input, which must not be the user's model directory.
-            save_model(model, work)
+            save_model(load_model(src), work)
         if not config.attention:
             skip = attention_matmuls(onnx.load(str(work), load_external_data=False))
             config = replace(config, exclude=(*config.exclude, *skip))
@@ -507,11 +567,15 @@ def quantize_int8(
         notes.append(f"{signed} unsigned (uint8) quantizers rewritten as symmetric int8")
     summary = check_qdq(quantized, str(dst))
     del quantized.metadata_props[:]
-    quantized.metadata_props.extend(model.metadata_props)
+    for key, value in provenance:
+        entry = quantized.metadata_props.add()
+        entry.key, entry.value = key, value
     save_model(quantized, dst)
+    del quantized
+    give_back_memory()
     # Fail here, naming the engine, rather than later in a backend: the file
     # must load and run on ONNX Runtime.
-    run_session(cpu_session(dst), feeds[0], [model.graph.output[0].name])
+    run_session(cpu_session(dst), feeds[0], [output_name])
     seconds = time.perf_counter() - t0
     log.info(
         "int8 %s with %s: %d Q/DQ pairs, %d layers quantized, %d kept in float, %.1f s",

@@ -1,8 +1,10 @@
 """TensorRT backend: ONNX -> engine (cached) -> named-tensor execution on a CUDA stream.
 
 Supported: TensorRT 8.6 (JetPack 6.0), 10.x (JetPack 6.1+/7, desktop) and 11.x.
-Every difference between them lives in :class:`_TrtCompat`, each branch citing
-the NVIDIA page it follows; everything else uses calls that are the same from
+Every difference between them lives in :class:`_TrtCompat`
+(:mod:`samedge.runtimes._trt_plan`, with the graph's precision and the
+optimisation profile), each branch citing the NVIDIA page it follows;
+everything else uses calls that are the same from
 8.6 to 11 (``OnnxParser.parse_from_file``, ``build_serialized_network``,
 ``deserialize_cuda_engine`` and the named-tensor API: ``set_input_shape``,
 ``set_tensor_address``, ``execute_async_v3``).
@@ -23,7 +25,7 @@ one call are padded to the longest. So ``max_points=10`` allows 9 clicks
 without a box, or 8 clicks with a box. The encoder is static and needs no
 profile.
 
-Verification: every TensorRT call here is type-checked against NVIDIA's
+Verification: this module and ``_trt_plan`` are type-checked against NVIDIA's
 10.13 API (``tensorrt-stubs``) by tests/runtimes/test_trt_types.py, and each
 version branch follows the documentation page it cites; the tests marked
 ``tensorrt`` run the backend for real on a machine with TensorRT and a GPU.
@@ -41,9 +43,8 @@ import collections
 import logging
 import math
 import os
-import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -58,9 +59,22 @@ from samedge.errors import (
     InputError,
     ProfileLimitError,
 )
-from samedge.runtimes._graph import BFLOAT16, FLOAT16, OnnxSummary, ValueInfo, read_onnx_summary
+from samedge.runtimes._graph import OnnxSummary, read_onnx_summary
 from samedge.runtimes._hw import parse_device
-from samedge.runtimes.base import Backend, Dim, TensorSpec
+
+# The planning half (precision, version differences, profile) is its own module;
+# its public names are re-exported here, where users have always imported them.
+from samedge.runtimes._trt_plan import (
+    _AXIS_ROLES,
+    _INSTALL_HINT,
+    BuildPlan,
+    GraphPrecision,
+    ProfileShape,
+    _profile_text,
+    _TrtCompat,
+    profile_shapes,
+)
+from samedge.runtimes.base import Backend, TensorSpec
 from samedge.runtimes.cache import CacheKey, EngineCache
 from samedge.runtimes.cuda_mem import CudaApi, CudaMemory, get_cuda_memory
 
@@ -77,11 +91,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_INSTALL_HINT = (
-    "install it with `pip install samedge[tensorrt]` (NVIDIA's wheels need a CUDA GPU); "
-    "on Jetson, TensorRT comes with JetPack (apt `python3-libnvinfer`): create the "
-    "virtual environment with --system-site-packages so Python sees it"
-)
 _LIMIT_HINT = (
     "N counts each click, 2 corners per box, and 1 padding point for an object without a box"
 )
@@ -185,235 +194,6 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
     if value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise InputError(f"{name}: got {value}, expected {bound}")
-
-
-# -- what the graph carries -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GraphPrecision:
-    """The precision an ONNX graph carries in itself.
-
-    Attributes:
-        fp16: It holds FP16 (or BF16) initializers.
-        int8: It holds QuantizeLinear/DequantizeLinear nodes (explicit quantization).
-    """
-
-    fp16: bool = False
-    int8: bool = False
-
-    @property
-    def carried(self) -> bool:
-        """True when the graph fixes its own precision (TensorRT builds it strongly typed)."""
-        return self.fp16 or self.int8
-
-    @classmethod
-    def of(cls, summary: OnnxSummary) -> GraphPrecision:
-        """Read it from the graph's content: initializer and input types, Q/DQ nodes.
-
-        Any FP16 weight counts, not the majority: samedge's FP16 graphs keep
-        LayerNorm/Softmax weights in FP32 on purpose.
-        """
-        half = (FLOAT16, BFLOAT16)
-        fp16 = any(summary.initializer_elements.get(t, 0) > 0 for t in half) or any(
-            v.elem_type in half for v in summary.inputs
-        )
-        return cls(fp16=fp16, int8=summary.quantized)
-
-    def describe(self) -> str:
-        parts = [p for p, on in (("int8", self.int8), ("fp16", self.fp16)) if on]
-        return "+".join(parts) or "fp32"
-
-
-# -- version differences: the one place ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """Network-creation and builder flags for one build, decided by :class:`_TrtCompat`.
-
-    Attributes:
-        explicit_batch: Pass ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``.
-        strongly_typed: Pass ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``.
-        fp16_flag: Set ``BuilderFlag.FP16``.
-        int8_flag: Set ``BuilderFlag.INT8``.
-        precision: What the engine computes in, as :attr:`TensorRTBackend.precision` reports it.
-    """
-
-    explicit_batch: bool
-    strongly_typed: bool
-    fp16_flag: bool
-    int8_flag: bool
-    precision: str
-
-
-@dataclass(frozen=True, order=True)
-class _TrtCompat:
-    """Everything that differs between the supported TensorRT versions.
-
-    Built from ``tensorrt.__version__`` (tests pass fake version strings).
-    """
-
-    major: int
-    minor: int
-    patch: int = 0
-
-    @classmethod
-    def parse(cls, version: str) -> _TrtCompat:
-        match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", version)
-        if match is None:
-            raise BackendError(f"cannot read TensorRT's version {version!r}")
-        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
-
-    def check_supported(self) -> None:
-        """Raise :class:`BackendUnavailableError` for versions samedge does not drive."""
-        # The named-tensor API (set_input_shape/set_tensor_address/execute_async_v3) is in
-        # 8.5+ and IBuilderConfig.builder_optimization_level in 8.6+ (8.6.1 Python API,
-        # archives/tensorrt-861/api/python_api/infer/Core/ExecutionContext.html).
-        if (self.major, self.minor) < (8, 6):
-            raise BackendUnavailableError(
-                f"TensorRT {self} is too old; samedge needs 8.6 or newer (JetPack 6+); "
-                + _INSTALL_HINT
-            )
-        # 9.x was a limited early-access line for LLMs, never a JetPack or GA release.
-        if self.major == 9:
-            raise BackendUnavailableError(
-                f"TensorRT {self} (9.x early access) is not supported; use 8.6, 10.x or 11.x"
-            )
-        if self.major > 11:
-            logger.warning("TensorRT %s is newer than samedge knows (11.x); assuming 11.x", self)
-
-    def plan(self, graph: GraphPrecision, fp16: bool | None) -> BuildPlan:
-        """Decide the creation and builder flags for ``graph`` under the ``fp16`` policy.
-
-        Raises:
-            InputError: ``fp16`` contradicts what the graph carries, or asks for the
-                FP16 builder flag on a version that removed it.
-        """
-        if fp16 is False and graph.carried:
-            raise InputError(
-                f"fp16=False insists on FP32, but the graph carries {graph.describe()} "
-                "precision; pass its FP32 ONNX, or fp16=None to build what the graph carries"
-            )
-        if self.major == 8:
-            # 8.x: a network is implicit-batch unless EXPLICIT_BATCH is passed ("creating a
-            # network without this flag has been deprecated", archives/tensorrt-843/api/
-            # python_api/infer/Core/Builder.html) and the ONNX parser needs explicit batch;
-            # STRONGLY_TYPED does not exist yet. Explicit quantization still needs the INT8
-            # flag in 8.x ("to enable any quantization operations, the INT8 flag must be
-            # set", 8.x developer guide, "Working with INT8"), and an FP16 graph the FP16
-            # flag for TensorRT to keep its layers in FP16.
-            int8 = graph.int8
-            half = graph.fp16 or bool(fp16)
-            label = "int8" if int8 else ("fp16" if half else "fp32")
-            return BuildPlan(True, False, half, int8, label)
-        if self.major == 10:
-            # 10.x: EXPLICIT_BATCH is deprecated and ignored, networks are always explicit
-            # batch; STRONGLY_TYPED builds a graph in the types it declares, and precision
-            # flags must not be combined with it (latest/_static/python-api/infer/Core/
-            # Builder.html; inference-library/quantized-types-explicit-quantization.html:
-            # "Use explicit quantization with Strong Typing. Precision-control build flags
-            # are not required and should not be specified").
-            if graph.carried:
-                if fp16 and not graph.fp16:
-                    raise InputError(
-                        "fp16=True cannot add FP16 to a strongly typed INT8 graph on "
-                        f"TensorRT {self}; quantize the FP16 ONNX instead, or pass fp16=None"
-                    )
-                return BuildPlan(False, True, False, False, f"strongly-typed ({graph.describe()})")
-            # BuilderFlag.FP16 still exists in 10.x (weak typing deprecated since 10.12, per
-            # NVIDIA's strong-typing migration notes).
-            return BuildPlan(False, False, bool(fp16), False, "fp16" if fp16 else "fp32")
-        # 11.x: every network is strongly typed; the STRONGLY_TYPED flag is deprecated and
-        # ignored, and BuilderFlag.FP16/INT8 are removed (11.0.0 Builder page,
-        # 11.0.0/_static/python-api/infer/Core/Builder.html; "Removed Python APIs and
-        # Replacements", api/migration/tensorrt-10x-to-11x-python-api-reference.html).
-        if fp16 and not graph.fp16:
-            raise InputError(
-                f"fp16=True needs the FP16 builder flag, which TensorRT {self} removed; "
-                "convert the ONNX to FP16 with samedge's FP16 step and load that, "
-                "or pass fp16=None to build FP32"
-            )
-        label = f"strongly-typed ({graph.describe()})" if graph.carried else "fp32"
-        return BuildPlan(False, False, False, False, label)
-
-
-# -- optimisation profile ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProfileShape:
-    """``min``/``opt``/``max`` shape of one dynamic input in the optimisation profile."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-
-# Dynamic axis -> (what it counts, TensorRTConfig field that bounds it).
-_AXIS_ROLES: dict[int, tuple[str, str]] = {
-    0: ("objects", "max_objects"),
-    1: ("points", "max_points"),
-}
-
-
-def _static(dim: Dim) -> int | None:
-    """The size of a fixed dimension; None for a dynamic (named or negative) one."""
-    return dim if isinstance(dim, int) and dim >= 0 else None
-
-
-def profile_shapes(inputs: Sequence[ValueInfo], config: TensorRTConfig) -> dict[str, ProfileShape]:
-    """The optimisation profile for every input with a dynamic axis.
-
-    A dynamic axis 0 counts objects (``1..max_objects``), a dynamic axis 1
-    prompt points (``1..max_points``); static axes are copied. Inputs with no
-    dynamic axis (the encoder's) need no profile and are left out.
-
-    Raises:
-        BackendError: a dynamic axis other than 0 or 1 (samedge's decoder has none).
-
-    Example:
-        >>> point = ValueInfo("point_coords", 1, ("B", "N", 2))
-        >>> profile_shapes([point], TensorRTConfig())["point_coords"].max
-        (16, 10, 2)
-    """
-    limits = {
-        0: (config.objects_opt, config.max_objects),
-        1: (config.points_opt, config.max_points),
-    }
-    shapes: dict[str, ProfileShape] = {}
-    for info in inputs:
-        if all(_static(d) is not None for d in info.shape):
-            continue
-        low: list[int] = []
-        opt: list[int] = []
-        high: list[int] = []
-        for axis, dim in enumerate(info.shape):
-            size = _static(dim)
-            if size is not None:
-                low.append(size)
-                opt.append(size)
-                high.append(size)
-            elif axis in limits:
-                low.append(1)
-                opt.append(limits[axis][0])
-                high.append(limits[axis][1])
-            else:
-                raise BackendError(
-                    f"{info.name}: axis {axis} ({dim}) is dynamic; the TensorRT profile covers "
-                    "objects (axis 0) and points (axis 1) only; export the graph with it fixed"
-                )
-        shapes[info.name] = ProfileShape(tuple(low), tuple(opt), tuple(high))
-    return shapes
-
-
-def _profile_text(shapes: Mapping[str, ProfileShape]) -> str:
-    return ";".join(
-        f"{name}={list(s.min)}..{list(s.opt)}..{list(s.max)}" for name, s in sorted(shapes.items())
-    )
 
 
 # -- TensorRT glue ------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from samedge._version import __version__
 from samedge.errors import (
     BackendError,
     BackendUnavailableError,
+    CalibrationDataError,
     CheckpointError,
     DeviceUnavailableError,
     EngineCacheError,
     ExportError,
+    GateError,
     ImageError,
     InputError,
     ModelDirError,
@@ -29,6 +31,7 @@ from samedge.errors import (
     PromptError,
     SamedgeError,
     SamedgeWarning,
+    SourceError,
     UnknownNameError,
 )
 from samedge.model_dir import ModelCard, read_model_dir
@@ -37,13 +40,26 @@ from samedge.predictor import Predictor
 from samedge.preprocess import Resample
 from samedge.prompts import ObjectPrompt
 
+
+def __getattr__(name: str) -> object:
+    # `samedge.stream(...)` (the stream API, a callable subpackage) without making
+    # `import samedge` import the streaming code up front.
+    if name == "stream":
+        import importlib
+
+        return importlib.import_module("samedge.stream")
+    raise AttributeError(f"module 'samedge' has no attribute {name!r}")
+
+
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "CalibrationDataError",
     "CheckpointError",
     "DeviceUnavailableError",
     "EngineCacheError",
     "ExportError",
+    "GateError",
     "ImageError",
     "InputError",
     "ModelCard",
@@ -59,6 +75,7 @@ __all__ = [
     "Resample",
     "SamedgeError",
     "SamedgeWarning",
+    "SourceError",
     "UnknownNameError",
     "__version__",
     "get_model_spec",

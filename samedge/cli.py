@@ -13,10 +13,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from samedge._version import __version__
 from samedge.errors import SamedgeError
 from samedge.models import list_models
+
+if TYPE_CHECKING:
+    from samedge.stream.reconnect import ReconnectPolicy
 
 log = logging.getLogger("samedge")
 
@@ -119,13 +123,94 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from samedge.evaluate import EvalConfig, evaluate
+    from samedge.errors import InputError
+    from samedge.evaluate import (
+        CocoConfig,
+        EvalConfig,
+        Protocol,
+        evaluate,
+        evaluate_coco,
+        evaluate_fidelity,
+    )
 
-    config = EvalConfig(scenes=args.scenes, seed=args.seed, clicks=args.clicks)
-    report = evaluate(args.model, backend=args.backend, config=config)
-    print(report.summary())
+    coco = args.coco_images is not None or args.coco_annotations is not None
+    fidelity = args.fidelity or args.reference is not None
+    if coco and fidelity:
+        raise InputError(
+            "--coco-* and --reference/--fidelity measure different things; run them as two commands"
+        )
+    if coco and (args.coco_images is None or args.coco_annotations is None):
+        raise InputError("COCO needs both --coco-images DIR and --coco-annotations FILE")
+    mode = "COCO" if coco else "fidelity" if fidelity else "procedural scenes"
+    # Flags given for another mode are refused rather than ignored.
+    given = {
+        "--scenes": (args.scenes, "procedural scenes"),
+        "--max-images": (args.max_images, "COCO"),
+        "--categories": (args.categories, "COCO"),
+        "--min-area": (args.min_area, "COCO"),
+        "--include-crowd": (args.include_crowd or None, "COCO"),
+        "--frames": (args.frames, "fidelity"),
+        "--source": (args.source, "fidelity"),
+        "--clicks": (args.clicks, "procedural scenes or COCO"),
+        "--protocol": (args.protocol, "procedural scenes or COCO"),
+        "--backend": (
+            None if args.backend == "auto" else args.backend,
+            "procedural scenes or COCO",
+        ),
+        "--seed": (args.seed, "procedural scenes or fidelity"),
+    }
+    wrong = [
+        f"{flag} (for {modes})"
+        for flag, (value, modes) in given.items()
+        if value is not None and mode not in modes
+    ]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)}: not used with {mode}")
+    clicks = 3 if args.clicks is None else args.clicks
+    protocol = Protocol(args.protocol or "samedge")
+    if fidelity:
+        fid = evaluate_fidelity(
+            args.model,
+            args.reference,
+            frames=8 if args.frames is None else args.frames,
+            source=args.source or "synthetic",
+            seed=args.seed,
+        )
+        summary, data = fid.summary(), fid.to_dict()
+    elif coco:
+        categories = tuple(
+            int(c) if c.strip().isdigit() else c.strip()
+            for c in (args.categories or "").split(",")
+            if c.strip()
+        )
+        config = CocoConfig(
+            max_images=args.max_images,
+            categories=categories,
+            include_crowd=args.include_crowd,
+            min_area=args.min_area or 0.0,
+            clicks=clicks,
+            protocol=protocol,
+        )
+        report = evaluate_coco(
+            args.model,
+            args.coco_images,
+            args.coco_annotations,
+            backend=args.backend,
+            config=config,
+        )
+        summary, data = report.summary(), report.to_dict()
+    else:
+        eval_config = EvalConfig(
+            scenes=200 if args.scenes is None else args.scenes,
+            seed=args.seed,
+            clicks=clicks,
+            protocol=protocol,
+        )
+        report = evaluate(args.model, backend=args.backend, config=eval_config)
+        summary, data = report.summary(), report.to_dict()
+    print(summary)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(data, indent=2))
     return 0
 
 
@@ -159,6 +244,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         loop=args.loop,
         seed=args.seed,
+        reconnect=_reconnect_policy(args),
     )
     report = run_demo(config)
     print(report.format())
@@ -168,6 +254,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("samedge run: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _reconnect_policy(args: argparse.Namespace) -> ReconnectPolicy:
+    from samedge.stream.reconnect import ReconnectPolicy
+
+    return ReconnectPolicy(
+        initial_delay=args.reconnect_delay,
+        max_delay=args.reconnect_max_delay,
+        max_reconnect=args.max_reconnect,
+    )
+
+
+def _add_reconnect_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reconnect-delay",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="a camera/stream that drops out is reopened after S seconds, doubling (default 0.5)",
+    )
+    p.add_argument(
+        "--reconnect-max-delay",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="longest wait between reopen attempts (default 30)",
+    )
+    p.add_argument(
+        "--max-reconnect",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give up after N failed attempts in a row (default: never; 0: do not reconnect)",
+    )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -189,9 +309,100 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_objects=args.max_objects,
         jpeg_quality=args.jpeg_quality,
+        reconnect=_reconnect_policy(args),
     )
     signum = serve(config)
     print(f"samedge serve: stopped{' by signal ' + str(signum) if signum else ''}", file=sys.stderr)
+    return 0
+
+
+def _csv(text: str, what: str, convert: Callable[[str], object] = str) -> tuple[Any, ...]:
+    from samedge.errors import InputError
+
+    try:
+        values = tuple(convert(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise InputError(f"{what}: got {text!r}, expected a comma-separated list such as 1,4,16")
+    return values
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from samedge.bench import BenchConfig, machine_name, run_bench, update_readme
+    from samedge.errors import InputError
+
+    if not args.models and not args.update_readme:
+        raise InputError(
+            "got no model; pass model directories or names (samedge_tiny, mobile_sam, "
+            "sam_vit_b), or only --update-readme to regenerate the README's table"
+        )
+    machine = args.machine or machine_name()
+    output = args.output or Path("benchmarks") / "results" / machine
+    if output.exists() and not output.is_dir():
+        raise InputError(
+            f"--output: {output} is a file, expected a directory for the results; "
+            "pass a directory path"
+        )
+    if args.models:
+        config = BenchConfig(
+            backends=tuple(args.backend) if args.backend else None,
+            precisions=tuple(args.precision) if args.precision else None,
+            objects=_csv(args.objects, "--objects", int),
+            points=args.points,
+            runs=args.runs,
+            warmup=args.warmup,
+            threads=args.threads,
+            isa_cap=args.isa_cap,
+            peers=args.peers,
+            parts=_csv(args.parts, "--parts") if args.parts else BenchConfig.parts,
+            peak_size=args.peak_size,
+            accuracy_frames=args.accuracy_frames,
+            work_dir=args.work_dir,
+            job_timeout_s=args.timeout,
+        )
+        # The command as it reproduces this run: every setting spelled out.
+        words = ["samedge", "bench", *map(str, args.models)]
+        words += ["--objects", ",".join(map(str, config.objects)), "--points", str(config.points)]
+        words += ["--runs", str(config.runs), "--warmup", str(config.warmup)]
+        words += ["--threads", str(args.threads)] if args.threads else []
+        words += ["--backend", *config.backends] if config.backends else []
+        words += ["--precision", *config.precisions] if config.precisions else []
+        words += ["--parts", ",".join(config.parts)] if args.parts else []
+        words += ["--peak-size", str(config.peak_size)]
+        words += ["--accuracy-frames", str(config.accuracy_frames)]
+        words += ["--isa-cap"] if config.isa_cap else []
+        words += ["--peers"] if config.peers else []
+        words += ["--machine", machine]
+        for note in args.note:
+            words += ["--note", note]
+        report = run_bench(
+            args.models, config, command=shlex.join(words), machine=machine, notes=args.note
+        )
+        name = args.name or "bench_" + "_".join(dict.fromkeys(m["name"] for m in report.models))
+        paths = report.save(output, name)
+        for row in report.rows("encoder"):
+            cap = f" [{row.isa}]" if row.isa else ""
+            peak = f", {100 * row.fraction_of_peak:.0f}% of peak" if row.fraction_of_peak else ""
+            print(
+                f"{row.model} ({row.model_precision}) encoder {row.backend} {row.precision}{cap}: "
+                f"{row.timing.median_ms:.2f} ms median{peak}"
+            )
+        for ratio in report.ratios:
+            print(
+                f"{ratio['model']} {ratio['part']}: {ratio['peer_suite']} / samedge "
+                f"{ratio['against']} ({ratio['samedge']}) = {ratio['ratio']:.2f}x"
+            )
+        for failure in report.failures:
+            print(f"FAILED {failure['what']}: {failure['error']}", file=sys.stderr)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        if args.json:
+            print(json.dumps(report.to_json(), indent=2))
+    if args.update_readme:
+        changed = update_readme(args.readme, output.parent)
+        print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
     return 0
 
 
@@ -299,13 +510,74 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser(
-        "eval", help="mIoU on held-out procedural scenes: click, corrective clicks, box"
+        "eval",
+        help="mIoU vs ground truth (procedural scenes or a COCO folder: box, click, "
+        "corrective clicks), or a build's fidelity vs fp32",
+        description="Without dataset flags: mIoU on held-out procedural scenes. With "
+        "--coco-images/--coco-annotations: mIoU on a COCO-format set by COCO object size "
+        "(needs samedge[eval]). With --reference FP32_DIR or --fidelity: an fp16/int8 "
+        "build against its fp32 pipeline (embedding cosine/SQNR, mask IoU mean/p5/worst).",
     )
     p.add_argument("model", help="model directory or built-in name (e.g. samedge_tiny)")
     p.add_argument("--backend", default="auto", choices=_BACKEND_CHOICES)
-    p.add_argument("--scenes", type=int, default=200, help="held-out scenes (default 200)")
-    p.add_argument("--seed", type=int, default=None, help="scene seed (default: the eval seed)")
-    p.add_argument("--clicks", type=int, default=3, help="clicks incl. corrective (default 3)")
+    p.add_argument(
+        "--scenes", type=int, default=None, help="held-out procedural scenes (default 200)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of scenes / synthetic frames (default 2026)"
+    )
+    p.add_argument("--clicks", type=int, default=None, help="clicks incl. corrective (default 3)")
+    p.add_argument(
+        "--protocol",
+        default=None,
+        choices=["samedge", "efficientvit-sam"],
+        help="outputs scored after box and corrective clicks: samedge (default; single-mask, "
+        "previous logits fed back) or efficientvit-sam (best of 3 by predicted IoU)",
+    )
+    g = p.add_argument_group("COCO-format dataset")
+    g.add_argument(
+        "--coco-images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder the JSON's file_name entries are relative to (coco/val2017)",
+    )
+    g.add_argument(
+        "--coco-annotations",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="instances JSON (coco/annotations/instances_val2017.json)",
+    )
+    g.add_argument("--max-images", type=int, default=None, help="first N images only")
+    g.add_argument(
+        "--categories",
+        default=None,
+        metavar="A,B",
+        help="category names or ids to keep (comma-separated)",
+    )
+    g.add_argument(
+        "--include-crowd", action="store_true", help="keep iscrowd annotations (left out)"
+    )
+    g.add_argument("--min-area", type=float, default=None, help="leave out smaller annotations")
+    g = p.add_argument_group("fidelity of an fp16/int8 build")
+    g.add_argument(
+        "--reference",
+        default=None,
+        metavar="FP32_DIR",
+        help="fp32 model directory to compare the build with",
+    )
+    g.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="compare with the fp32 directory recorded in the build's samedge.json",
+    )
+    g.add_argument("--frames", type=int, default=None, help="frames measured (default 8)")
+    g.add_argument(
+        "--source",
+        default=None,
+        help="'synthetic' (default), a folder of images, a video file or a camera",
+    )
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON")
     p.set_defaults(func=_cmd_eval)
 
@@ -369,7 +641,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--no-video", action="store_true", help="write no video")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
-    p.add_argument("--loop", action="store_true", help="loop video files and image folders")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="loop video files and image folders (default: end cleanly at their end)",
+    )
+    _add_reconnect_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
     p.set_defaults(func=_cmd_run)
@@ -404,7 +681,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="require this token on every endpoint but /health (default: $SAMEDGE_TOKEN; "
         "prefer the variable: arguments are visible to other users in `ps`)",
     )
-    p.add_argument("--loop", action="store_true", help="loop video files and image folders")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="loop video files and image folders (default: the stream ends with them)",
+    )
+    _add_reconnect_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
     p.add_argument(
         "--max-objects", type=int, default=16, help="most objects tracked at once (default 16)"
@@ -413,6 +695,81 @@ def _build_parser() -> argparse.ArgumentParser:
         "--jpeg-quality", type=int, default=80, help="quality of the streamed frames (1-100)"
     )
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "bench",
+        help="time every backend x precision here, beside the machine's peak GEMM rate",
+        description="Times encoder, decoder (B objects per call) and the full predictor of "
+        "each model on every backend and precision this machine has, each configuration in "
+        "its own process with a cold engine cache; measures the peak GEMM rate through the "
+        "same backends and the models' FLOPs; writes JSON, markdown and a PNG plot into "
+        "benchmarks/results/<machine>/. Registry names (mobile_sam, sam_vit_b) are exported "
+        "with random weights first (needs the export extra).",
+    )
+    p.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL_OR_DIR",
+        help="model directories (fp32, or fp16/int8 built by `samedge build`) or names",
+    )
+    p.add_argument("--backend", nargs="+", choices=["onnxruntime", "openvino", "tensorrt"])
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        help="keep configurations computing in these (default: all)",
+    )
+    p.add_argument("--objects", default="1,4,16", help="decoder batch sizes (default 1,4,16)")
+    p.add_argument("--points", type=int, default=1, help="clicks per object (default 1)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per row (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: all this process may use)"
+    )
+    p.add_argument("--parts", default=None, help="encoder,decoder,predictor (default: all three)")
+    p.add_argument(
+        "--isa-cap",
+        action="store_true",
+        help="also run OpenVINO f32 under ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (no bf16/AMX)",
+    )
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="also time PyTorch, samexporter and the OpenVINO notebook recipe; print ratios",
+    )
+    p.add_argument(
+        "--peak-size", type=int, default=2048, help="peak GEMM side (default 2048; 0 skips)"
+    )
+    p.add_argument(
+        "--output", "-o", type=Path, default=None, help="default benchmarks/results/<machine>"
+    )
+    p.add_argument(
+        "--accuracy-frames",
+        type=int,
+        default=2,
+        help="held-out frames for each configuration's mask IoU vs fp32 (default 2; 0: only "
+        "the build's report.json)",
+    )
+    p.add_argument("--machine", default=None, help="machine name (default: from the hardware)")
+    p.add_argument("--name", default=None, help="file name stem (default bench_<models>)")
+    p.add_argument(
+        "--note", action="append", default=[], help="a line recorded with the results (repeatable)"
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="random-weight exports (default <samedge cache>/bench; reused)",
+    )
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a job is killed")
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="regenerate README.md's performance block from benchmarks/results/*/bench*.json",
+    )
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="also print the report as JSON")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -17,27 +17,39 @@ Hierarchy::
     │   │   └── ProfileLimitError                more objects/points than the engine was built for
     │   ├── CheckpointError                      missing, truncated or mismatched checkpoint
     │   ├── ModelDirError                        model directory missing a file or too new
-    │   └── OutputExistsError (FileExistsError)  refusing to overwrite without force=True
+    │   ├── SourceError                          a camera/file/stream cannot be opened, or
+    │   │                                        dropped out and could not be reopened
+    │   ├── OutputExistsError (FileExistsError)  refusing to overwrite without force=True
+    │   └── CalibrationDataError                 calibration source with no / too few / wrong frames
     ├── ExportError                            export produced a wrong or unloadable graph
-    │   └── ParityError                          ONNX Runtime disagrees with PyTorch past tolerance
+    │   ├── ParityError                          ONNX Runtime disagrees with PyTorch past tolerance
+    │   └── GateError                            an FP16/INT8 build missed its accuracy gate
     ├── BackendError                           a backend failed to load, build or run
     │   ├── BackendUnavailableError (ImportError)  SDK not installed: names the pip extra
     │   ├── DeviceUnavailableError               the backend is there, the hardware is not
     │   └── EngineCacheError                     a cached engine is corrupt or incompatible
     └── PredictorStateError (RuntimeError)     e.g. predict() before set_image()
 
+    (``samedge.serve.ApiError(InputError)`` stays in the server: it carries the
+    HTTP status to answer with, which means nothing outside the server.)
+
     SamedgeWarning (UserWarning)               our own warnings; tests turn them into errors
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "CalibrationDataError",
     "CheckpointError",
     "DeviceUnavailableError",
     "EngineCacheError",
     "ExportError",
+    "GateError",
     "ImageError",
     "InputError",
     "ModelDirError",
@@ -48,6 +60,7 @@ __all__ = [
     "PromptError",
     "SamedgeError",
     "SamedgeWarning",
+    "SourceError",
     "UnknownNameError",
 ]
 
@@ -88,8 +101,17 @@ class ModelDirError(InputError):
     """A model directory is missing a file, is malformed, or was made by a newer samedge."""
 
 
+class SourceError(InputError):
+    """A frame source cannot be opened (the message says what was tried), or it
+    dropped out and could not be reopened within the reconnect policy."""
+
+
 class OutputExistsError(InputError, FileExistsError):
     """The output exists and ``force`` was not given."""
+
+
+class CalibrationDataError(InputError):
+    """The calibration source gave no usable frames, too few, or frames of the wrong type."""
 
 
 class ExportError(SamedgeError):
@@ -98,6 +120,23 @@ class ExportError(SamedgeError):
 
 class ParityError(ExportError):
     """The exported graph disagrees with PyTorch past the tolerance."""
+
+
+class GateError(ExportError):
+    """An FP16/INT8 build missed its accuracy gate; nothing was written as a model.
+
+    Attributes:
+        report: The failing build's report as a JSON-ready dict (also written
+            to ``report_path`` when there is one).
+        report_path: Where the failing report was saved for diagnosis, if anywhere.
+    """
+
+    def __init__(
+        self, message: str, report: Mapping[str, Any], report_path: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.report = dict(report)
+        self.report_path = report_path
 
 
 class BackendError(SamedgeError):

@@ -12,6 +12,8 @@ from samedge.evaluate import (
     SIZE_BINS,
     EvalConfig,
     EvalReport,
+    Protocol,
+    Sample,
     _summarise,
     evaluate,
     evaluate_predictor,
@@ -124,3 +126,120 @@ def test_cli_eval(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "box" in out
     assert "samedge_tiny" in out
+
+
+# ----------------------------------------------------------------------------- click placement
+
+
+def _full_frame_farthest(region: np.ndarray) -> tuple[float, int, int]:
+    """The definition: distance transform of the whole frame, frame edge as border."""
+    import cv2
+
+    padded = np.pad(region.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    sq = np.rint(dist.astype(np.float64) ** 2)  # exact integers, as _farthest keeps them
+    y, x = np.unravel_index(int(sq.argmax()), sq.shape)
+    return float(np.sqrt(sq[y, x])), int(x), int(y)
+
+
+def test_farthest_on_the_crop_equals_the_whole_frame() -> None:
+    from samedge.evaluate import _farthest
+
+    rng = np.random.default_rng(0)
+    scenes, _ = heldout_scenes(EvalConfig(scenes=4, size=(96, 128), photos=False))
+    regions = [m for s in scenes for m in s.masks]
+    regions += [rng.random((40, 50)) > 0.5, np.ones((30, 20), bool)]  # ragged; the whole frame
+    for region in regions:
+        assert _farthest(region) == _full_frame_farthest(region)
+
+
+def test_next_click_follows_ritm() -> None:
+    from samedge.evaluate import _next_click
+
+    def click(gt: np.ndarray, pred: np.ndarray | None) -> tuple[int, int, int]:
+        out = _next_click(gt, pred, [(30, 30)] if pred is not None else [])
+        assert out is not None
+        return out
+
+    gt = np.zeros((60, 60), bool)
+    gt[10:50, 10:50] = True
+    # First click: the centre of the object (a 40x40 square: one of its 4 central pixels).
+    x, y, label = click(gt, None)
+    assert (label, x in (29, 30), y in (29, 30)) == (1, True, True)
+    # A wide false alarm beats a thin miss: a negative click inside the false alarm.
+    pred = gt.copy()
+    pred[10:50, 10:12] = False  # 2-px-wide miss
+    pred[0:10, 0:60] = True  # 10-px-high false alarm above
+    x, y, label = click(gt, pred)
+    assert (label, y < 10, bool(gt[y, x])) == (0, True, False)
+    # A wide miss beats a thin false alarm: a positive click in the miss.
+    pred = gt.copy()
+    pred[10:50, 30:50] = False
+    pred[50:52, 10:50] = True
+    x, y, label = click(gt, pred)
+    assert (label, x >= 30, bool(gt[y, x])) == (1, True, True)
+    # A pixel already clicked is never clicked again.
+    single = np.zeros((5, 5), bool)
+    single[2, 2] = True
+    assert _next_click(single, np.zeros_like(single), [(2, 2)]) is None
+    # Nothing to correct.
+    assert _next_click(gt, gt.copy(), [(30, 30)]) is None
+
+
+class _Recorder(_Oracle):
+    """The oracle, recording the multimask flag and mask inputs of every call."""
+
+    def __init__(self, scenes: list[Scene]) -> None:
+        super().__init__(scenes)
+        self.calls: list[tuple[str, bool, bool]] = []
+
+    def predict_batch(self, prompts, multimask_output: bool = True):
+        kind = "box" if prompts[0].box is not None else f"{len(prompts[0].point_coords)} clicks"
+        fed = any(p.mask_input is not None for p in prompts)
+        self.calls.append((kind, multimask_output, fed))
+        masks, scores, low = super().predict_batch(prompts, multimask_output)
+        # A wrong first answer, so the corrective rounds have something to correct.
+        if kind == "1 clicks":
+            masks = np.zeros_like(masks)
+        return masks, scores, low
+
+
+@pytest.mark.parametrize(
+    ("protocol", "box_multi", "fix_multi", "fed"),
+    [(Protocol.SAMEDGE, False, False, True), (Protocol.EFFICIENTVIT_SAM, True, True, False)],
+)
+def test_protocols_choose_outputs_and_mask_inputs(
+    protocol: Protocol, box_multi: bool, fix_multi: bool, fed: bool
+) -> None:
+    scenes, _ = heldout_scenes(EvalConfig(scenes=2, size=(96, 96), photos=False))
+    recorder = _Recorder(scenes)
+    ious, _ = evaluate_predictor(recorder, scenes, clicks=2, protocol=protocol)
+    assert all(v == 0.0 for v in ious["click"])
+    assert all(v == 1.0 for v in ious["2 clicks"])  # the corrective click lands on the object
+    assert {c for c in recorder.calls if c[0] == "box"} == {("box", box_multi, False)}
+    assert {c for c in recorder.calls if c[0] == "1 clicks"} == {("1 clicks", True, False)}
+    assert {c for c in recorder.calls if c[0] == "2 clicks"} == {("2 clicks", fix_multi, fed)}
+
+
+def test_objects_are_decoded_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import samedge.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "_BATCH", 2)
+    scenes, _ = heldout_scenes(EvalConfig(scenes=3, size=(96, 96), photos=False))
+    recorder = _Recorder(scenes)
+    ious, areas = evaluate_predictor(recorder, scenes, clicks=1)
+    assert len(ious["box"]) == len(areas) == sum(len(s.masks) for s in scenes)
+    assert len(recorder.calls) > 2 * len(scenes)  # more than one call per prompt type
+    assert all(v == 1.0 for v in ious["box"])
+
+
+def test_sample_validates() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    masks = np.zeros((1, 8, 8), bool)
+    with pytest.raises(InputError, match="empty mask"):
+        Sample(image, masks, np.zeros((1, 4)), np.ones(1))
+    masks[0, 2, 2] = True
+    with pytest.raises(InputError, match="boxes"):
+        Sample(image, masks, np.zeros((2, 4)), np.ones(1))
+    with pytest.raises(InputError, match="protocol"):
+        EvalConfig(protocol="samedge")  # type: ignore[arg-type]

@@ -5,9 +5,10 @@ with a 4xx status that says what was wrong):
 
 =========================== ===============================================================
 ``GET /``                   the click-to-segment page (HTML, self-contained)
-``GET /health``             ``{"status": "ok", ...}``; 503 when the pipeline is not running.
+``GET /health``             ``{"status": "ok", ...}``; 503 when the pipeline is not running
+                            or its camera dropped out (``"status": "reconnecting"``).
                             Never needs the token (liveness probes) and reveals no details
-                            beyond the pipeline state.
+                            beyond the pipeline and source state.
 ``GET /metrics``            Prometheus text format
 ``GET /api/info``           model, backend, precision, device, source, frame size, limits
 ``GET /api/objects``        every object (``?masks=1`` adds COCO RLE masks)
@@ -19,7 +20,10 @@ with a 4xx status that says what was wrong):
 ``PATCH /api/objects/{id}`` refine: add points to its earlier clicks (a box replaces its box)
 ``DELETE /api/objects/{id}`` stop tracking it (204)
 ``WS /ws``                  per-frame results; ``?frames=1`` adds a binary JPEG after each
-                            frame's JSON, ``?masks=0`` leaves the masks out
+                            frame's JSON, ``?masks=0`` leaves the masks out; a
+                            ``{"type": "status", "source_state": "reconnecting", ...}``
+                            message when a live source drops out (and ``"connected"``
+                            when it is back)
 =========================== ===============================================================
 
 Coordinates are frame pixels, ``(x, y)``; labels 1 (foreground) or 0
@@ -360,7 +364,9 @@ def create_app(service: StreamService, *, manage: bool = True) -> Starlette:
         return _json(data, 200 if data["status"] == "ok" else 503)
 
     async def metrics(request: Request) -> Response:
-        text = service.metrics.render(service.info, up=service.running)
+        text = service.metrics.render(
+            service.info, up=service.running, source=service.source_status()
+        )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def info(request: Request) -> Response:
@@ -369,7 +375,7 @@ def create_app(service: StreamService, *, manage: bool = True) -> Starlette:
             {
                 **service.info,
                 "backend_reason": service.backend_reason,
-                "state": service.state,
+                **service.status_json(),
                 "synthetic": service.synthetic,
                 "frame": {"height": size[0], "width": size[1]} if size else None,
                 "limits": {
@@ -552,7 +558,7 @@ async def _serve_websocket(service: StreamService, websocket: WebSocket) -> None
     hello = {
         "type": "hello",
         **service.info,
-        "state": service.state,
+        **service.status_json(),
         "frames": frames,
         "masks": masks,
         "objects": service.objects(),

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from samedge.errors import InputError
+from samedge.stream.reconnect import ReconnectPolicy
 from samedge.stream.tracking import TrackerConfig
 
 __all__ = ["LOOPBACK_NAMES", "ServeConfig"]
@@ -57,6 +58,8 @@ class ServeConfig:
         max_clients: Most WebSocket clients at once (each costs a send per frame).
         jpeg_quality: Quality of the JPEG frames sent to clients that ask for them.
         tracker: Re-prompting and loss thresholds (``max_objects`` above wins).
+        reconnect: How a live source (camera, URL) that drops out is reopened;
+            the server keeps running and reports ``reconnecting`` meanwhile.
         shutdown_timeout: Seconds to wait for connections and threads to end.
     """
 
@@ -80,6 +83,7 @@ class ServeConfig:
     max_clients: int = 16
     jpeg_quality: int = 80
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     shutdown_timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -118,6 +122,10 @@ class ServeConfig:
             )
         if not self.shutdown_timeout > 0:
             raise InputError(f"shutdown_timeout: got {self.shutdown_timeout}, expected > 0 s")
+        if not isinstance(self.reconnect, ReconnectPolicy):
+            raise InputError(
+                f"reconnect: got {type(self.reconnect).__name__}, expected a ReconnectPolicy"
+            )
 
     @property
     def synthetic(self) -> bool:

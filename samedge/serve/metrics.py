@@ -1,7 +1,8 @@
 """Server metrics in the Prometheus text exposition format, without a client library.
 
 What ``GET /metrics`` serves: frame and drop counters, a recent FPS gauge,
-end-to-end latency and per-stage histograms, tracked objects by state,
+end-to-end latency and per-stage histograms, tracked objects by state, the
+source's connection state (connected gauge, drop-out and reconnect counters),
 WebSocket clients and the messages dropped for slow ones, and an info gauge
 whose labels name the model, backend, precision, device and source.
 
@@ -23,8 +24,12 @@ import itertools
 import math
 import threading
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from samedge.errors import InputError
+
+if TYPE_CHECKING:
+    from samedge.stream.reconnect import SourceStatus
 
 __all__ = ["LATENCY_BUCKETS", "STAGE_BUCKETS", "Histogram", "ServerMetrics", "escape_label"]
 
@@ -176,12 +181,16 @@ class ServerMetrics:
         with self._lock:
             self.prompt_errors += 1
 
-    def render(self, info: Mapping[str, str], *, up: bool = True) -> str:
+    def render(
+        self, info: Mapping[str, str], *, up: bool = True, source: SourceStatus | None = None
+    ) -> str:
         """The Prometheus text exposition (version 0.0.4) of every metric.
 
         Args:
             info: Labels of the ``samedge_info`` gauge (model, backend, precision, ...).
             up: Whether the pipeline thread is running.
+            source: Connection state of a source that reconnects; ``None`` for
+                sources that cannot drop out (connected while ``up``).
         """
         labels = ",".join(f'{k}="{escape_label(str(v))}"' for k, v in sorted(info.items()))
         with self._lock:
@@ -196,6 +205,19 @@ class ServerMetrics:
             "# HELP samedge_pipeline_up 1 while the pipeline thread runs.",
             "# TYPE samedge_pipeline_up gauge",
             f"samedge_pipeline_up {int(up)}",
+            "# HELP samedge_source_connected 1 while the source delivers frames, 0 while a "
+            "dropped camera or stream is being reopened.",
+            "# TYPE samedge_source_connected gauge",
+            f"samedge_source_connected {int(source.connected if source is not None else up)}",
+            "# HELP samedge_source_dropouts_total Times the source dropped out.",
+            "# TYPE samedge_source_dropouts_total counter",
+            f"samedge_source_dropouts_total {source.dropouts if source is not None else 0}",
+            "# HELP samedge_source_reconnect_attempts_total Attempts to reopen the source.",
+            "# TYPE samedge_source_reconnect_attempts_total counter",
+            f"samedge_source_reconnect_attempts_total {source.attempts if source else 0}",
+            "# HELP samedge_source_reconnects_total Successful reopenings of the source.",
+            "# TYPE samedge_source_reconnects_total counter",
+            f"samedge_source_reconnects_total {source.reconnects if source is not None else 0}",
             "# HELP samedge_frames_total Frames processed.",
             "# TYPE samedge_frames_total counter",
             f"samedge_frames_total {frames}",

@@ -47,6 +47,7 @@ from samedge.postprocess import mask_to_rle
 from samedge.serve.config import ServeConfig
 from samedge.serve.metrics import ServerMetrics
 from samedge.stream.pipeline import FrameResult, Pipeline
+from samedge.stream.reconnect import ReconnectingSource, SourceStatus
 from samedge.stream.sources import FrameSource, SyntheticSource, open_source
 from samedge.stream.tracking import PredictorLike, TrackedObject, Tracker, TrackState
 
@@ -65,8 +66,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT_S = 15.0
+# How often the broadcaster looks at the source's connection state when no frame
+# comes (a camera that dropped out sends none): clients hear of it within this.
+_STATUS_POLL_S = 0.25
+# The server reports speed through ServerMetrics (fixed-size histograms); the
+# pipeline's own percentile window can be short, so that memory is flat after
+# seconds instead of growing until 10,000 samples per stage (5.5 min at 30 fps).
+_STATS_WINDOW = 1000
 
 
+# Not in samedge.errors on purpose: ``status`` is an HTTP status code, which only
+# the server's routes give meaning to; library code raises the plain errors.
 class ApiError(InputError):
     """A request the server refuses; ``status`` is the HTTP status to answer with."""
 
@@ -326,7 +336,7 @@ class StreamService:
                 seed=cfg.seed, size=cfg.synthetic_size, fps=cfg.synthetic_fps, realtime=True
             )
         else:
-            source = open_source(cfg.source, loop=cfg.loop)
+            source = open_source(cfg.source, loop=cfg.loop, reconnect=cfg.reconnect)
         if isinstance(source, SyntheticSource):
             scene = source.scene
             self.synthetic = {
@@ -351,7 +361,9 @@ class StreamService:
         if tracker_cfg.max_objects is None or tracker_cfg.max_objects > cfg.max_objects:
             tracker_cfg = replace(tracker_cfg, max_objects=cfg.max_objects)
         self._tracker = _ServerTracker(tracker_cfg)
-        self._pipeline = Pipeline(source, predictor, self._tracker, annotate=False)
+        self._pipeline = Pipeline(
+            source, predictor, self._tracker, annotate=False, stats_window=_STATS_WINDOW
+        )
         with self._lock:
             self._prompts.clear()
             self._stopping = False
@@ -476,22 +488,65 @@ class StreamService:
         self._first_frame.set()
 
     def _broadcast(self) -> None:
+        source_state = "connected"
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._pending is not None or self._stopping or not self._alive()
+                    lambda: self._pending is not None or self._stopping or not self._alive(),
+                    timeout=_STATUS_POLL_S,
                 )
                 result, self._pending = self._pending, None
-                if result is None:
-                    return  # stopping, or the pipeline ended and everything was sent
-            with self._lock:
-                subscribers = [s for s in self._subscribers if not s.closed]
-            if not subscribers:
-                continue
+                done = result is None and (self._stopping or not self._alive())
+            if done:
+                return  # stopping, or the pipeline ended and everything was sent
+            if result is not None:
+                with self._lock:
+                    subscribers = [s for s in self._subscribers if not s.closed]
+                try:
+                    if subscribers:
+                        self._fan_out(result, subscribers)
+                except Exception:  # one bad frame must not end the broadcast
+                    log.exception("could not encode frame %d for the clients", result.frame_id)
+            # After the frame, so that a frame decoded before a drop-out cannot follow
+            # (and seem to contradict) the news of it.
+            status = self.source_status()
+            if (
+                status is not None
+                and status.state != source_state
+                and status.state != "closed"  # closed by stop(): nothing to tell
+            ):
+                # A dropped camera sends no frames: tell the clients why the video froze.
+                source_state = status.state
+                self._send_status(status)
+
+    def _send_status(self, status: SourceStatus) -> None:
+        text = json.dumps({"type": "status", **self.status_json(status)}, separators=(",", ":"))
+        with self._lock:
+            subscribers = [s for s in self._subscribers if not s.closed]
+        for sub in subscribers:
             try:
-                self._fan_out(result, subscribers)
-            except Exception:  # one bad frame must not end the broadcast
-                log.exception("could not encode frame %d for the clients", result.frame_id)
+                sub.loop.call_soon_threadsafe(sub.offer, FrameMessage(-1, text))
+            except RuntimeError:  # its event loop is closed: the server is going away
+                sub.closed = True
+
+    def source_status(self) -> SourceStatus | None:
+        """Connection state of a source that reconnects (camera, URL); ``None`` for
+        the others (files, folders, the synthetic scene), which cannot drop out."""
+        source = self._source
+        return source.status if isinstance(source, ReconnectingSource) else None
+
+    def status_json(self, status: SourceStatus | None = None) -> dict[str, Any]:
+        """The pipeline state and the source's connection state, for clients."""
+        status = status if status is not None else self.source_status()
+        data: dict[str, Any] = {"state": self.state, "source_state": "connected"}
+        if status is not None:
+            data.update(
+                source_state=status.state,
+                reconnects=status.reconnects,
+                attempts=status.attempts,
+                error=status.last_error if not status.connected else None,
+            )
+        return data
 
     def _alive(self) -> bool:
         return bool(self._threads) and self._threads[0].is_alive()
@@ -530,6 +585,9 @@ class StreamService:
                 if k in ("capture", "encoder", "decoder", "postprocess")
             },
             "dropped": self.metrics.dropped,
+            # Also here, not only in "status" messages: a slow client may lose one of
+            # those among the frames it drops.
+            "source_state": status.state if (status := self.source_status()) else "connected",
             "objects": [object_json(o, rle=masks) for _, o in sorted(result.objects.items())],
         }
 
@@ -706,13 +764,26 @@ class StreamService:
         raise self._unknown(object_id, self._tracker)
 
     def health(self) -> dict[str, Any]:
-        """State, frames processed, and the error if the pipeline failed."""
+        """State, frames processed, and the error if the pipeline failed.
+
+        ``status`` is ``ok``, ``reconnecting`` (running, but the camera dropped
+        out and is being reopened), ``ended``, ``failed``, ``stopped``, ...; a
+        source that can reconnect adds ``source`` (its connection state) and
+        ``reconnects``.
+        """
         latest = self.latest
+        status = self.source_status()
+        state = self.state
+        if state == "running" and status is not None and not status.connected:
+            state = "reconnecting"  # the server is up, but no frames come meanwhile
         data: dict[str, Any] = {
-            "status": "ok" if self.state == "running" else self.state,
+            "status": "ok" if state == "running" else state,
             "frames": self.metrics.frames,
             "frame_id": latest.frame_id if latest is not None else None,
         }
+        if status is not None:
+            data["source"] = status.state
+            data["reconnects"] = status.reconnects
         if self.error is not None:
             data["error"] = str(self.error)
         return data

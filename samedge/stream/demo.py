@@ -26,6 +26,7 @@ import numpy as np
 
 from samedge.errors import InputError
 from samedge.stream.pipeline import FrameResult, Pipeline, StatsSummary
+from samedge.stream.reconnect import ReconnectPolicy
 from samedge.stream.sinks import CallbackSink, Sink, VideoSink
 from samedge.stream.sources import FrameSource, SyntheticSource, open_source
 from samedge.stream.tracking import Tracker, TrackerConfig, TrackState, deep_point
@@ -62,6 +63,7 @@ class RunConfig:
         loop: Loop video files and image folders.
         seed: Seed of the synthetic scene.
         tracker: Re-prompting and loss thresholds.
+        reconnect: How a camera or stream that drops out is reopened.
     """
 
     source: str | int | None = None
@@ -78,6 +80,7 @@ class RunConfig:
     loop: bool = False
     seed: int = 0
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
     def __post_init__(self) -> None:
         if self.frames is not None and self.frames <= 0:
@@ -90,6 +93,10 @@ class RunConfig:
         for b in self.boxes:
             if len(b) != 4:
                 raise InputError(f"boxes: got {b!r}, expected (x0, y0, x1, y1)")
+        if not isinstance(self.reconnect, ReconnectPolicy):
+            raise InputError(
+                f"reconnect: got {type(self.reconnect).__name__}, expected a ReconnectPolicy"
+            )
 
     @property
     def synthetic(self) -> bool:
@@ -262,7 +269,7 @@ def _open(config: RunConfig) -> FrameSource:
         return SyntheticSource(
             seed=config.seed, size=(480, 640), num_objects=max(4, config.objects)
         )
-    return open_source(config.source, loop=config.loop)
+    return open_source(config.source, loop=config.loop, reconnect=config.reconnect)
 
 
 def _run(config: RunConfig, predictor: Predictor, source: FrameSource, reason: str) -> RunReport:

@@ -67,7 +67,7 @@ class CallbackSink:
         >>> sink = CallbackSink(lambda r: print(r.frame_id, len(r.objects)))
     """
 
-    def __init__(self, fn: Callable[[FrameResult], None]) -> None:
+    def __init__(self, fn: Callable[[FrameResult], object]) -> None:
         if not callable(fn):
             raise InputError(f"CallbackSink: got {type(fn).__name__}, expected a callable")
         self.fn = fn

@@ -20,13 +20,15 @@ Example:
 from __future__ import annotations
 
 import abc
+import collections
+import functools
 import logging
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple
@@ -34,10 +36,11 @@ from typing import TYPE_CHECKING, NamedTuple
 import cv2
 import numpy as np
 
-from samedge.errors import ImageError, InputError
+from samedge.errors import ImageError, InputError, SourceError
 
 if TYPE_CHECKING:
     from samedge.scenes import MovingScene, Scene
+    from samedge.stream.reconnect import ReconnectPolicy
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -45,6 +48,7 @@ __all__ = [
     "FrameSource",
     "ImageFolderSource",
     "LatestFrameReader",
+    "PushSource",
     "SyntheticSource",
     "VideoCaptureSource",
     "jetson_csi_pipeline",
@@ -122,6 +126,11 @@ class FrameSource(abc.ABC):
         if not self._closed:
             self._closed = True
             self._close()
+
+    def interrupt(self) -> None:  # noqa: B027  (only sources that wait have something to wake)
+        """Wake a :meth:`read` that waits for something other than the device (a
+        reconnect delay, a pushed frame) so it returns ``None`` soon; safe from any
+        thread. Closing stays with the thread that reads."""
 
     @property
     def closed(self) -> bool:
@@ -262,7 +271,7 @@ class VideoCaptureSource(FrameSource):
         self._cap = cv2.VideoCapture(target, api, params or [])
         if not self._cap.isOpened():
             self._cap.release()
-            raise InputError(f"{description}: cv2.VideoCapture could not open it")
+            raise SourceError(f"{description}: cv2.VideoCapture could not open it")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else None
         # Media time keeps increasing across loops: each pass starts where the last ended.
@@ -309,7 +318,7 @@ class ImageFolderSource(FrameSource):
                 p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not files:
-                raise InputError(
+                raise SourceError(
                     f"image folder {root}: holds no images (looked for "
                     f"{', '.join(IMAGE_EXTENSIONS)}); pass a folder of frames, a video file, "
                     "a camera index or 'synthetic'"
@@ -339,6 +348,115 @@ class ImageFolderSource(FrameSource):
                 "or convert it to PNG/JPEG"
             )
         return _to_rgb(bgr, str(path)), self._next_id / self._fps
+
+
+class PushSource(FrameSource):
+    """Frames handed in by other code: a ROS 2 image callback, a robot SDK, a test.
+
+    :meth:`put` hands over an RGB frame from any thread and returns its frame
+    id; :meth:`read` waits for the newest frame not read yet. Only that one is
+    kept: a frame replaced before it was read is counted in :attr:`dropped`,
+    so a slow model skips frames instead of queueing them. :meth:`end` (or
+    :meth:`close`) ends the stream once the last frame was read.
+
+    Timestamps are ``time.monotonic()`` at :meth:`put`, so the pipeline's
+    latency is measured from the hand-over; keep your own stamps (e.g. a ROS
+    header) by the frame id :meth:`put` returns.
+
+    Args:
+        description: What feeds it, for logs and reports.
+        fps: Nominal rate, if known (used for video files written from it).
+
+    Example:
+        >>> src = PushSource("test frames")
+        >>> src.put(np.zeros((4, 6, 3), np.uint8))
+        0
+        >>> src.end()
+        >>> [f.frame_id for f in src]
+        [0]
+    """
+
+    def __init__(self, description: str = "pushed frames", *, fps: float | None = None) -> None:
+        super().__init__()
+        self.description = description
+        self.live = True
+        self.fps = fps
+        self.dropped = 0
+        self._cond = threading.Condition()
+        self._pending: collections.deque[Frame] = collections.deque(maxlen=1)
+        self._ended = False
+        self._woken = False
+
+    def put(self, image: np.ndarray, *, image_format: str = "RGB") -> int:
+        """Hand over one ``H×W×3`` uint8 frame; returns its frame id.
+
+        Args:
+            image: The frame (copied only when a conversion is needed; do not
+                modify it afterwards).
+            image_format: ``"RGB"`` or ``"BGR"`` (OpenCV, ``bgr8`` ROS images).
+
+        Raises:
+            ImageError: not an ``H×W×3`` uint8 array.
+            InputError: after :meth:`end` or :meth:`close`, or a bad ``image_format``.
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise InputError(f"image_format: got {image_format!r}, expected 'RGB' or 'BGR'")
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+            got = (
+                f"{image.dtype} {image.shape}"
+                if isinstance(image, np.ndarray)
+                else type(image).__name__
+            )
+            raise ImageError(f"{self.description}: got {got}, expected an H×W×3 uint8 frame")
+        if image.shape[2] != 3:
+            raise ImageError(
+                f"{self.description}: got {image.shape[2]} channels, expected 3 (RGB or BGR)"
+            )
+        if image_format == "BGR":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        with self._cond:
+            if self._ended or self._closed:
+                raise InputError(f"{self.description}: put() after end() or close()")
+            frame = Frame(self._next_id, time.monotonic(), image)
+            self._next_id += 1
+            if self._pending:
+                self.dropped += 1
+            self._pending.append(frame)
+            self._cond.notify_all()
+        return frame.frame_id
+
+    def end(self) -> None:
+        """No more frames: :meth:`read` returns ``None`` once the pending one was read."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """Wait for the newest frame not read yet; ``None`` at the end, on
+        :meth:`interrupt`, or after ``timeout`` seconds."""
+        # Overrides FrameSource.read: frame ids are given at put(), not at read().
+        with self._cond:
+            self._cond.wait_for(
+                lambda: bool(self._pending) or self._ended or self._closed or self._woken,
+                timeout=timeout,
+            )
+            if self._closed or not self._pending:
+                return None
+            return self._pending.popleft()
+
+    def _read(self) -> tuple[np.ndarray, float] | None:  # pragma: no cover - read() overrides
+        frame = self.read()
+        return None if frame is None else (frame.image, frame.timestamp)
+
+    def interrupt(self) -> None:
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def _close(self) -> None:
+        with self._cond:
+            self._pending.clear()
+            self._cond.notify_all()
 
 
 def _to_rgb(bgr: np.ndarray, what: str) -> np.ndarray:
@@ -401,7 +519,12 @@ def jetson_csi_pipeline(
     )
 
 
-def open_source(spec: str | int | os.PathLike[str] | None, *, loop: bool = False) -> FrameSource:
+def open_source(
+    spec: str | int | os.PathLike[str] | None,
+    *,
+    loop: bool = False,
+    reconnect: ReconnectPolicy | None = None,
+) -> FrameSource:
     """Open a frame source from a ``--source`` value.
 
     ``None`` or ``"synthetic"``: the built-in moving scene at 640×480 (runs
@@ -411,14 +534,24 @@ def open_source(spec: str | int | os.PathLike[str] | None, *, loop: bool = False
     stream URLs: FFmpeg. An existing folder: its images, sorted by name. An
     existing file: an image, or a video decoded by FFmpeg.
 
+    Live sources (cameras, URLs, GStreamer pipelines) come wrapped in a
+    :class:`~samedge.stream.ReconnectingSource`: opening must work now, but a
+    later drop-out is reopened with backoff as ``reconnect`` says.
+
     Args:
         spec: The source, as above.
         loop: For video files and image folders, start over at the end
-            instead of ending.
+            instead of ending (without it they end cleanly).
+        reconnect: Reopening of live sources that drop out; ``None`` for the
+            default (0.5 s doubling to 30 s, forever). ``ReconnectPolicy(
+            max_reconnect=0)`` turns it off: a drop-out then raises
+            :class:`~samedge.SourceError`.
 
     Raises:
-        InputError: nothing could be opened from ``spec``; the message says
+        SourceError: nothing could be opened from ``spec``; the message says
             what was tried and what to pass instead.
+        InputError: ``spec`` is not a source spec at all (wrong type, empty,
+            unsupported URL scheme).
 
     Example:
         >>> with open_source("synthetic") as src:        # doctest: +SKIP
@@ -432,7 +565,10 @@ def open_source(spec: str | int | os.PathLike[str] | None, *, loop: bool = False
             "a URL, a GStreamer pipeline or 'synthetic'"
         )
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
-        return _open_camera(int(spec))
+        index = int(spec)
+        if index < 0:
+            raise InputError(f"camera index: got {index}, expected 0 or more")
+        return _reconnecting(functools.partial(_open_camera, index), reconnect)
     if isinstance(spec, str):
         text = spec.strip()
         if not text:
@@ -440,10 +576,10 @@ def open_source(spec: str | int | os.PathLike[str] | None, *, loop: bool = False
                 "source: got an empty string; pass 'synthetic', a camera index or a path"
             )
         if "!" in text:
-            return _open_gstreamer(text)
+            return _reconnecting(functools.partial(_open_gstreamer, text), reconnect)
         match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
         if match and match.group(1).lower() in URL_SCHEMES:
-            return _open_url(text)
+            return _reconnecting(functools.partial(_open_url, text), reconnect)
         if match:
             raise InputError(
                 f"source {text!r}: unsupported URL scheme {match.group(1)!r}; "
@@ -456,16 +592,21 @@ def open_source(spec: str | int | os.PathLike[str] | None, *, loop: bool = False
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             return ImageFolderSource(path, loop=loop)
         return _open_file(path, loop=loop)
-    raise InputError(
+    raise SourceError(
         f"source {str(spec)!r}: not found; tried it as 'synthetic', a camera index (digits), "
         "a GStreamer pipeline (contains '!'), a stream URL (rtsp://, http(s)://) and a file or "
         f"folder path ({path.resolve()} does not exist)"
     )
 
 
+def _reconnecting(opener: Callable[[], FrameSource], policy: ReconnectPolicy | None) -> FrameSource:
+    # Imported here: reconnect.py builds on FrameSource from this module.
+    from samedge.stream.reconnect import ReconnectingSource
+
+    return ReconnectingSource(opener, policy)
+
+
 def _open_camera(index: int) -> FrameSource:
-    if index < 0:
-        raise InputError(f"camera index: got {index}, expected 0 or more")
     if sys.platform.startswith("linux"):
         api, api_name = cv2.CAP_V4L2, "V4L2"
         device = Path(f"/dev/video{index}")
@@ -483,12 +624,12 @@ def _open_camera(index: int) -> FrameSource:
             index, api, f"camera {index} ({api_name})", live=True, params=_timeouts()
         )
     except InputError as e:
-        raise InputError(f"{e}; tried camera index {index} via {api_name}: {hint}") from None
+        raise SourceError(f"{e}; tried camera index {index} via {api_name}: {hint}") from None
 
 
 def _open_gstreamer(pipeline: str) -> FrameSource:
     if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
-        raise InputError(
+        raise SourceError(
             "GStreamer pipeline source: this OpenCV "
             f"({cv2.__version__}) was built without GStreamer (the PyPI opencv-python wheels "
             "are); use an OpenCV with GStreamer (on Jetson, JetPack's system python3-opencv), "
@@ -497,7 +638,7 @@ def _open_gstreamer(pipeline: str) -> FrameSource:
     try:
         return VideoCaptureSource(pipeline, cv2.CAP_GSTREAMER, "GStreamer pipeline", live=True)
     except InputError:
-        raise InputError(
+        raise SourceError(
             f"GStreamer pipeline {pipeline!r}: cv2.VideoCapture(..., CAP_GSTREAMER) could not "
             "start it; test it with `gst-launch-1.0` and make sure it ends in an appsink "
             "producing BGR"
@@ -512,7 +653,7 @@ def _open_url(url: str) -> FrameSource:
             url, cv2.CAP_FFMPEG, f"stream {shown}", live=True, params=_timeouts()
         )
     except InputError:
-        raise InputError(
+        raise SourceError(
             f"stream {shown}: cv2.VideoCapture(..., CAP_FFMPEG) could not open it within "
             f"{_OPEN_TIMEOUT_MS / 1000:g} s; check the address, credentials and that the "
             "server is reachable (e.g. `ffprobe URL`)"
@@ -525,7 +666,7 @@ def _open_file(path: Path, *, loop: bool) -> FrameSource:
             str(path), cv2.CAP_FFMPEG, f"video file {path}", live=False, loop=loop
         )
     except InputError:
-        raise InputError(
+        raise SourceError(
             f"video file {path}: cv2.VideoCapture(..., CAP_FFMPEG) could not decode it; "
             f"it is not a video OpenCV's FFmpeg reads, nor an image ({', '.join(IMAGE_EXTENSIONS)})"
         ) from None
@@ -617,7 +758,9 @@ class LatestFrameReader:
         """Stop the thread, wait for it, and close the source."""
         self._stop.set()
         # The thread may be blocked inside source.read(); it sees the flag on return
-        # and closes the source itself.
+        # and closes the source itself. A source waiting between reconnect attempts
+        # (or for a pushed frame) is woken so that it returns at once.
+        self.source.interrupt()
         self._thread.join(timeout=10.0)
         if self._thread.is_alive():
             log.warning(

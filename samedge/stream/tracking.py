@@ -304,6 +304,26 @@ class Tracker:
             point_labels=cast("np.ndarray | None", point_labels),
             box=cast("np.ndarray | None", box),
         )
+        return self.add_prompt(prompt, object_id=object_id)
+
+    def add_prompt(self, prompt: ObjectPrompt, *, object_id: int | None = None) -> int:
+        """:meth:`add` for a ready :class:`~samedge.ObjectPrompt` (its ``mask_input``,
+        if any, is used on the first decode).
+
+        Raises:
+            PromptError: ``prompt`` is not an ObjectPrompt, or too many objects.
+            InputError: ``object_id`` is not a positive int.
+
+        Example:
+            >>> from samedge import ObjectPrompt
+            >>> Tracker().add_prompt(ObjectPrompt(box=[10, 10, 50, 40]), object_id=7)
+            7
+        """
+        if not isinstance(prompt, ObjectPrompt):
+            raise PromptError(
+                f"prompt: got {type(prompt).__name__}, expected a samedge.ObjectPrompt "
+                "(points and/or a box)"
+            )
         if object_id is not None and (
             isinstance(object_id, bool)
             or not isinstance(object_id, (int, np.integer))

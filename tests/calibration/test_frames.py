@@ -123,3 +123,21 @@ def test_encoder_inputs_are_the_predictors_preprocessing() -> None:
     expected, _ = preprocess_image(frame, CARD.image_size, CARD.pixel_mean)
     assert x.shape == (1, 3, 64, 64)
     assert np.array_equal(x, expected)
+
+
+def test_calibration_errors_live_in_samedge_errors() -> None:
+    import samedge
+    from samedge import errors
+    from samedge.calibration import frames, gate
+
+    # One class, importable from where it is raised and from the error hierarchy.
+    assert frames.CalibrationDataError is errors.CalibrationDataError
+    assert samedge.CalibrationDataError is errors.CalibrationDataError
+    assert gate.GateError is errors.GateError is samedge.GateError
+    assert issubclass(errors.CalibrationDataError, ValueError)
+    assert issubclass(errors.GateError, errors.ExportError)
+    failure = errors.GateError("missed", {"passed": False}, "out.failed-report.json")
+    assert (failure.report, failure.report_path) == ({"passed": False}, "out.failed-report.json")
+    assert errors.__doc__ is not None
+    assert "CalibrationDataError" in errors.__doc__
+    assert "GateError" in errors.__doc__

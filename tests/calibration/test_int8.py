@@ -180,3 +180,42 @@ def test_attention_can_stay_in_float(
     assert attention <= set(result.excluded)
     assert not attention & set(result.qdq.quantized_nodes)
     assert result.qdq.weights_per_channel > 0
+
+
+def test_nncf_statistics_sessions_give_memory_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NNCF's statistics sessions run without ORT's arena and memory pattern.
+
+    With ORT's defaults a ViT-B statistics run keeps about twice its
+    activations after the second frame (calibration/_onnx.py); the options
+    reach NNCF's sessions through a hook that an NNCF upgrade could break,
+    which this test would show.
+    """
+    import sys
+
+    import onnxruntime
+    from nncf.onnx import engine
+
+    from tests.calibration._toy import TOY_CARD, write_sensitive_model
+
+    real = onnxruntime.InferenceSession
+    made_by_nncf: list[onnxruntime.SessionOptions] = []
+
+    def recording(model: object, options: onnxruntime.SessionOptions, **kwargs: object) -> object:
+        if sys._getframe(1).f_globals["__name__"] == engine.__name__:
+            made_by_nncf.append(options)
+        return real(model, options, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    src = write_sensitive_model(tmp_path / "toy") / "encoder.onnx"
+    frames = read_frames("synthetic", 3).calibration
+    result = quantize_int8(
+        src, tmp_path / "int8.onnx", encoder_inputs(frames, TOY_CARD), Int8Config()
+    )
+    assert result.method is Int8Method.NNCF
+    assert made_by_nncf, "NNCF created no ONNX Runtime session: the hook no longer applies"
+    for options in made_by_nncf:
+        assert not options.enable_cpu_mem_arena
+        assert not options.enable_mem_pattern
+    assert engine.rt is onnxruntime  # restored after quantizing

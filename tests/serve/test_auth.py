@@ -95,6 +95,7 @@ def test_cross_origin_requests_refused(client: TestClient):
         ({"max_body_bytes": 10}, ">= 1024"),
         ({"client_queue": 0}, "positive"),
         ({"jpeg_quality": 0}, "1..100"),
+        ({"reconnect": 3}, "expected a ReconnectPolicy"),
     ],
 )
 def test_config_validation(kwargs, words):

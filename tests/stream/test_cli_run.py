@@ -63,6 +63,8 @@ def test_json_and_no_video(reduced_model, tmp_path, monkeypatch, capsys):
         (["--source", "ftp://x/y", "--box", "1,1,5,5"], "unsupported URL scheme"),
         (["--source", "42", "--point", "5,5"], "tried camera index 42"),
         (["--frames", "-3"], "frames: got -3"),
+        (["--reconnect-delay", "-1"], "initial_delay: got -1.0"),
+        (["--max-reconnect", "-2"], "max_reconnect: got -2"),
     ],
 )
 def test_bad_sources_are_one_line_errors(reduced_model, capsys, extra, match):
@@ -91,8 +93,10 @@ def test_other_sources_need_prompts_and_take_them(reduced_model, tmp_path, capsy
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM is POSIX")
-def test_sigterm_ends_a_run_cleanly(reduced_model, tmp_path):
-    """A real SIGTERM to an endless `samedge run`: report printed, video finished, exit 130."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_end_a_run_cleanly(reduced_model, tmp_path, signum):
+    """A real SIGTERM (or Ctrl-C's SIGINT) to an endless `samedge run`: report printed,
+    video finished, handles released, exit 130."""
     out = tmp_path / "run.mp4"
     cmd = [sys.executable, "-m", "samedge.cli", *run_args(reduced_model, "--frames", "0")]
     proc = subprocess.Popen(
@@ -108,7 +112,7 @@ def test_sigterm_ends_a_run_cleanly(reduced_model, tmp_path):
             if time.monotonic() > deadline:
                 pytest.fail("samedge run wrote no frame within 120 s")
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -1,0 +1,749 @@
+"""A benchmark run's record and its three views: JSON, a markdown table, a PNG plot.
+
+:class:`BenchReport` holds everything one ``samedge bench`` run measured and
+where: the machine, library versions, the exact command, the settings, every
+:class:`~samedge.bench.records.Measurement` (samedge's and the peers'), the
+measured peak GEMM rates, the models' FLOP counts, peer/samedge ratios and the
+jobs that failed. :meth:`BenchReport.save` writes ``NAME.json``, ``NAME.md``
+and ``NAME.png`` into ``benchmarks/results/<machine>/``; the JSON is the
+source of truth and the other two are derived from it, as is the README's
+performance block (:func:`update_readme`).
+
+Example:
+    >>> path = "benchmarks/results/amd-epyc-2c/bench_mobile_sam.json"
+    >>> report = BenchReport.load(path)                       # doctest: +SKIP
+    >>> print(report.markdown())                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from samedge._io import atomic_write_bytes, atomic_write_text
+from samedge.bench.peak import PeakRate
+from samedge.bench.records import Measurement
+from samedge.errors import InputError
+
+__all__ = [
+    "README_BEGIN",
+    "README_END",
+    "BenchReport",
+    "peer_ratios",
+    "readme_block",
+    "update_readme",
+]
+
+log = logging.getLogger(__name__)
+
+README_BEGIN = "<!-- bench:begin -->"
+README_END = "<!-- bench:end -->"
+REPORT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Everything one benchmark run measured.
+
+    Attributes:
+        machine: Name, CPU, cores, ISA flags, GPUs, OS, load (see ``_machine.machine_info``).
+        versions: Library versions.
+        command: The exact command line that made it.
+        timestamp: UTC time the run ended (ISO 8601).
+        settings: Threads, runs, warm-up, objects, frame size, ISA cap, ...
+        models: Per model directory: name, path, precision, weights, FLOPs.
+        measurements: Every timed row, samedge's and the peers'.
+        peaks: Measured peak GEMM rates.
+        ratios: Peer time / samedge time, same model and part (see :func:`peer_ratios`).
+        failures: Jobs that failed: what and the error.
+        skipped: What was not measured and why.
+        default: samedge's default choice on this machine (``backend="auto"``) and why.
+        notes: Free-form lines from whoever ran it (how the builds were made, load, ...).
+    """
+
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    command: str
+    timestamp: str
+    settings: dict[str, Any]
+    models: tuple[dict[str, Any], ...] = ()
+    measurements: tuple[Measurement, ...] = ()
+    peaks: tuple[PeakRate, ...] = ()
+    ratios: tuple[dict[str, Any], ...] = ()
+    failures: tuple[dict[str, str], ...] = ()
+    skipped: tuple[str, ...] = ()
+    default: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    # -- JSON -----------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": REPORT_FORMAT,
+            "machine": self.machine,
+            "versions": self.versions,
+            "command": self.command,
+            "timestamp": self.timestamp,
+            "settings": self.settings,
+            "default": self.default,
+            "models": list(self.models),
+            "measurements": [m.to_json() for m in self.measurements],
+            "peaks": [p.to_json() for p in self.peaks],
+            "ratios": list(self.ratios),
+            "failures": list(self.failures),
+            "skipped": list(self.skipped),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchReport:
+        return cls(
+            machine=data["machine"],
+            versions=data["versions"],
+            command=data["command"],
+            timestamp=data["timestamp"],
+            settings=data["settings"],
+            models=tuple(data.get("models", [])),
+            measurements=tuple(Measurement.from_json(m) for m in data.get("measurements", [])),
+            peaks=tuple(PeakRate.from_json(p) for p in data.get("peaks", [])),
+            ratios=tuple(data.get("ratios", [])),
+            failures=tuple(data.get("failures", [])),
+            skipped=tuple(data.get("skipped", [])),
+            default=data.get("default", {}),
+            notes=tuple(data.get("notes", [])),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BenchReport:
+        """Read a report written by :meth:`save`.
+
+        Raises:
+            InputError: the file is missing or is not a benchmark report.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls.from_json(data)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise InputError(
+                f"{path}: not a samedge bench report ({type(e).__name__}: {e}); "
+                "pass a JSON file written by `samedge bench`"
+            ) from e
+
+    # -- files ------------------------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike[str], name: str) -> dict[str, Path]:
+        """Write ``NAME.json``, ``NAME.md`` and ``NAME.png`` into ``directory``.
+
+        Returns:
+            ``{"json": ..., "markdown": ..., "plot": ...}``; no ``"plot"`` when
+            matplotlib is not installed (``pip install samedge[bench]``), which is logged.
+
+        Raises:
+            InputError: ``directory`` exists and is not a directory.
+        """
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise InputError(
+                f"output: {directory} is a file, expected a directory for the results; "
+                "pass a directory path"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "json": directory / f"{name}.json",
+            "markdown": directory / f"{name}.md",
+            "plot": directory / f"{name}.png",
+        }
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2) + "\n")
+        try:
+            png = self.plot_png()
+        except ImportError as e:
+            log.warning("no plot: matplotlib is missing (%s); `pip install samedge[bench]`", e)
+            del paths["plot"]
+        else:
+            atomic_write_bytes(paths["plot"], png)
+        plot = paths["plot"].name if "plot" in paths else None
+        atomic_write_text(paths["markdown"], self.markdown(plot=plot))
+        return paths
+
+    # -- views ------------------------------------------------------------------------
+
+    def rows(
+        self, part: str, suite: str | None = "samedge", objects: int | None = None
+    ) -> list[Measurement]:
+        return [
+            m
+            for m in self.measurements
+            if m.part == part
+            and (suite is None or m.suite == suite)
+            and (objects is None or m.objects == objects)
+        ]
+
+    def markdown(self, plot: str | None = None) -> str:
+        """The run as markdown: context, then encoder, decoder, predictor, peaks, peers."""
+        m = self.machine
+        threads = self.settings.get("threads")
+        lines = [
+            f"# samedge bench on {m.get('name')}",
+            "",
+            f"`{self.command}` ({self.timestamp})",
+            "",
+            f"- machine: {m.get('cpu')} ({m.get('arch')}), {m.get('cores')} logical CPUs, "
+            f"flags {', '.join(m.get('cpu_flags', [])) or 'n/a'}"
+            + (f"; GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else "; no GPU")
+            + (
+                f"; 1-min load average {m['load_average_1min']} at the start, "
+                f"{m.get('load_average_1min_at_end', '?')} at the end"
+                if "load_average_1min" in m
+                else ""
+            ),
+            f"- threads {threads}, {self.settings.get('warmup')} warm-up + "
+            f"{self.settings.get('runs')} timed runs per row; medians (p90, p99) in ms",
+            "- versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
+        ]
+        if self.default:
+            lines.append(f"- samedge's default here: {self.default.get('choice')}")
+        for model in self.models:
+            flops = model.get("encoder_gflops")
+            lines.append(
+                f"- {model['name']} ({model['precision']}): {model.get('weights', '')}"
+                + (f"; encoder {flops:.1f} GFLOP" if flops else "")
+            )
+        lines += ["", "## Encoder", ""]
+        lines += _table(
+            [
+                "model",
+                "build",
+                "backend",
+                "device",
+                "ran in",
+                "ISA cap",
+                "median ms",
+                "p90",
+                "p99",
+                "img/s",
+                "build s",
+                "engine MiB",
+                "peak RSS MiB",
+                "GFLOP",
+                "% of peak",
+                "mask IoU vs fp32",
+            ],
+            [
+                [
+                    r.model,
+                    r.model_precision or "",
+                    r.backend,
+                    r.device,
+                    r.precision,
+                    r.isa or "",
+                    _f(r.timing.median_ms),
+                    _f(r.timing.p90_ms),
+                    _f(r.timing.p99_ms),
+                    _f(r.throughput_per_s),
+                    _f(r.build_s),
+                    _f(r.engine_mib),
+                    _f(r.peak_rss_mib, 0),
+                    _f(r.gflops),
+                    _pct(r.fraction_of_peak),
+                    _acc(r),
+                ]
+                for r in self.rows("encoder")
+            ],
+        )
+        objects = sorted({r.objects for r in self.rows("decoder") if r.objects is not None})
+        if objects:
+            lines += ["", "## Decoder (B objects in one call)", ""]
+            head = ["model", "build", "backend", "ran in", "ISA cap"]
+            head += [f"B={b} ms" for b in objects]
+            if len(objects) > 1:
+                head.append(f"B={objects[-1]} / B={objects[0]}")
+            body = []
+            for key, group in _group(self.rows("decoder")).items():
+                by_b = {r.objects: r for r in group}
+                row = [*key[:2], key[2], group[0].precision, key[5] or ""]
+                row += [
+                    f"{_f(by_b[b].timing.median_ms)} ({_f(by_b[b].timing.p90_ms)})"
+                    if b in by_b
+                    else ""
+                    for b in objects
+                ]
+                if len(objects) > 1:
+                    lo, hi = by_b.get(objects[0]), by_b.get(objects[-1])
+                    ratio = hi.timing.median_ms / lo.timing.median_ms if lo and hi else None
+                    row.append(f"{ratio:.2f}×" if ratio else "")
+                body.append(row)
+            lines += _table(head, body)
+        predictor = self.rows("predictor")
+        if predictor:
+            size = self.settings.get("frame_size", ["?", "?"])
+            lines += [
+                "",
+                f"## Predictor ({size[0]}×{size[1]} frame in, masks at frame size out)",
+                "",
+            ]
+            lines += _table(
+                [
+                    "model",
+                    "build",
+                    "backend",
+                    "ran in",
+                    "ISA cap",
+                    "objects",
+                    "median ms",
+                    "p90",
+                    "frames/s",
+                    "first frame s",
+                    "peak RSS MiB",
+                ],
+                [
+                    [
+                        r.model,
+                        r.model_precision or "",
+                        r.backend,
+                        r.precision,
+                        r.isa or "",
+                        str(r.objects),
+                        _f(r.timing.median_ms),
+                        _f(r.timing.p90_ms),
+                        _f(r.throughput_per_s),
+                        _f(r.build_s),
+                        _f(r.peak_rss_mib, 0),
+                    ]
+                    for r in predictor
+                ],
+            )
+        if self.peaks:
+            lines += ["", "## Measured peak GEMM rate", ""]
+            lines += _table(
+                ["backend", "device", "precision", "ISA cap", "graph", "size", "GFLOP/s", "best"],
+                [
+                    [
+                        p.backend,
+                        p.device,
+                        p.precision,
+                        p.isa or "",
+                        p.graph,
+                        f"{p.size}³",
+                        _f(p.gflops_per_s, 0),
+                        _f(p.best_gflops_per_s, 0),
+                    ]
+                    for p in self.peaks
+                ],
+            )
+        peers = [r for r in self.measurements if r.suite != "samedge"]
+        if peers:
+            lines += ["", "## Peers", ""]
+            lines += _table(
+                ["suite", "model", "part", "backend", "ran in", "objects", "median ms", "p90"],
+                [
+                    [
+                        r.suite,
+                        r.model,
+                        r.part,
+                        r.backend,
+                        r.precision,
+                        str(r.objects or ""),
+                        _f(r.timing.median_ms),
+                        _f(r.timing.p90_ms),
+                    ]
+                    for r in peers
+                ],
+            )
+        if self.ratios:
+            lines += ["", "## Peer time / samedge time (same model, part, objects)", ""]
+            lines += _table(
+                ["model", "part", "objects", "peer", "peer ms", "samedge", "samedge ms", "ratio"],
+                [
+                    [
+                        r["model"],
+                        r["part"],
+                        str(r.get("objects") or ""),
+                        f"{r['peer_suite']} ({r['peer_backend']} {r['peer_precision']})",
+                        _f(r["peer_ms"]),
+                        f"{r['against']}: {r['samedge']}",
+                        _f(r["samedge_ms"]),
+                        f"{r['ratio']:.2f}×",
+                    ]
+                    for r in self.ratios
+                ],
+            )
+        if plot:
+            lines += ["", f"![latency vs accuracy]({plot})"]
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        notes = [*self.skipped, *(f"FAILED {f['what']}: {f['error']}" for f in self.failures)]
+        if notes:
+            lines += ["", "## Not measured", ""] + [f"- {n}" for n in notes]
+        lines += [
+            "",
+            "FLOPs: 2 × multiply-accumulates of Conv/ConvTranspose/MatMul/Gemm/Einsum counted "
+            "from the ONNX graph (elementwise, normalisation and softmax not counted). % of "
+            "peak: encoder GFLOP / median time over the best run of the peak GEMM measured "
+            "through the same backend, precision and ISA cap. Mask IoU vs fp32: this "
+            "configuration's encoder and decoder against the fp32 directory on ONNX Runtime "
+            "(the reference), "
+            "over the build report's 24 prompts × 4 masks per held-out frame "
+            f"({self.settings.get('accuracy_frames', 0)} frames); where that was not "
+            "measured, the build's report.json, or 1.0 for an fp32 directory computing in "
+            "fp32 (each row's note says which).",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def plot_png(self) -> bytes:
+        """Latency vs accuracy per precision (one panel per model), as PNG bytes.
+
+        x: the predictor's median latency for one object (frame in, masks out),
+        else the encoder's; y: mean mask IoU against FP32. Rows without an
+        accuracy number are listed under the panel, not plotted.
+        """
+        import io
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+
+        models: list[str | None] = list(
+            dict.fromkeys(r.model for r in self.measurements if r.suite == "samedge")
+        )
+        fig, axes = plt.subplots(
+            1, max(len(models), 1), figsize=(5.5 * max(len(models), 1), 6.0), squeeze=False
+        )
+        colors = {"fp32": "tab:blue", "bf16": "tab:orange", "fp16": "tab:green", "int8": "tab:red"}
+        markers = {"onnxruntime": "o", "openvino": "s", "tensorrt": "^"}
+        for ax, model in zip(axes[0], models or [None], strict=False):
+            if model is None:
+                ax.text(0.5, 0.5, "no samedge rows", ha="center", va="center")
+                ax.set_axis_off()
+                continue
+            rows = [r for r in self.rows("predictor", objects=1) if r.model == model]
+            part = "predictor, 1 object"
+            if not rows:
+                rows = [r for r in self.rows("encoder") if r.model == model]
+                part = "encoder"
+            missing = []
+            for r in rows:
+                iou = r.accuracy.get("mean_iou_vs_fp32")
+                label = f"{r.backend} {r.precision}" + (f" [{r.isa}]" if r.isa else "")
+                if r.model_precision and r.model_precision != r.precision:
+                    label += f" ({r.model_precision} build)"
+                if iou is None:
+                    missing.append(label)
+                    continue
+                ax.scatter(
+                    r.timing.median_ms,
+                    iou,
+                    color=colors.get(r.precision, "tab:gray"),
+                    marker=markers.get(r.backend, "D"),
+                    s=60,
+                    facecolors="none" if r.isa else None,
+                    label=label,
+                )
+            times = [r.timing.median_ms for r in rows]
+            if times and max(times) > 10 * min(times):
+                # Wide spans (fp32 on ONNX Runtime vs int8 on OpenVINO) read better in log.
+                ax.set_xscale("log")
+                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_ms_tick))
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel(f"{part}: median latency, ms")
+            ax.set_ylabel("mean mask IoU vs fp32")
+            ax.set_title(model)
+            ax.grid(True, which="both", alpha=0.3)
+            if ax.has_data():
+                ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+            if missing:
+                ax.text(
+                    0.01,
+                    0.01,
+                    "no accuracy number (not plotted):\n" + "\n".join(missing),
+                    transform=ax.transAxes,
+                    fontsize=6,
+                    va="bottom",
+                )
+        fig.suptitle(f"samedge bench on {self.machine.get('name')} ({self.timestamp})", fontsize=9)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+        return buffer.getvalue()
+
+
+# -- helpers for the tables ----------------------------------------------------------
+
+
+def _ms_tick(value: float, _: object) -> str:
+    return f"{value:g}"
+
+
+def _f(value: float | None, digits: int | None = None) -> str:
+    if value is None:
+        return ""
+    if digits is None:
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    return f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.0f}%"
+
+
+def _acc(row: Measurement) -> str:
+    iou = row.accuracy.get("mean_iou_vs_fp32")
+    return "" if iou is None else f"{iou:.3f}"
+
+
+def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return lines
+
+
+def _group(
+    rows: Iterable[Measurement],
+) -> dict[tuple[str, str, str, str, str, str | None], list[Measurement]]:
+    """Rows of one configuration (model directory × backend × device × hint × ISA cap).
+
+    An FP32 directory can run in two precisions on one backend (OpenVINO's
+    bf16 default and its f32 hint), told apart by the precision every part
+    reports. A build runs once per backend, device and ISA cap, but its parts
+    report different precisions (an INT8 encoder beside a float decoder).
+    """
+    groups: dict[tuple[str, str, str, str, str, str | None], list[Measurement]] = {}
+    for r in rows:
+        split = r.precision if r.model_precision in (None, "fp32") else ""
+        key = (r.model, r.model_precision or "", r.backend, r.device, split, r.isa)
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+# -- peers ---------------------------------------------------------------------------
+
+
+def peer_ratios(
+    measurements: Sequence[Measurement], default_backend: str | None
+) -> list[dict[str, Any]]:
+    """Peer time / samedge time for every peer row, against two samedge rows.
+
+    For each peer row, the samedge rows of the same model, part and objects are
+    taken from FP32 model directories with no ISA cap: ``default`` is the one
+    samedge's ``backend="auto"`` runs (``default_backend`` with its default
+    precision: the fastest row of that backend), ``fastest`` the fastest of
+    all. A ratio above 1 means samedge is faster.
+    """
+    ratios = []
+    samedge = [
+        m
+        for m in measurements
+        if m.suite == "samedge" and m.isa is None and m.model_precision in (None, "fp32")
+    ]
+    for peer in (m for m in measurements if m.suite != "samedge"):
+        same = [
+            m
+            for m in samedge
+            if m.model == peer.model and m.part == peer.part and m.objects == peer.objects
+        ]
+        if not same:
+            continue
+        choices = {"fastest": min(same, key=lambda m: m.timing.median_ms)}
+        mine = [m for m in same if m.backend == default_backend]
+        if mine:
+            choices["default"] = min(mine, key=lambda m: m.timing.median_ms)
+        for against, row in sorted(choices.items()):
+            ratios.append(
+                {
+                    "model": peer.model,
+                    "part": peer.part,
+                    "objects": peer.objects,
+                    "peer_suite": peer.suite,
+                    "peer_backend": peer.backend,
+                    "peer_precision": peer.precision,
+                    "peer_ms": round(peer.timing.median_ms, 3),
+                    "against": against,
+                    "samedge": f"{row.backend} {row.precision}",
+                    "samedge_ms": round(row.timing.median_ms, 3),
+                    "ratio": round(peer.timing.median_ms / row.timing.median_ms, 3),
+                }
+            )
+    return ratios
+
+
+def with_fraction_of_peak(
+    rows: Sequence[Measurement], peaks: Sequence[PeakRate]
+) -> list[Measurement]:
+    """Fill ``fraction_of_peak`` of rows with ``gflops``: median rate over the best peak run."""
+    out = []
+    for row in rows:
+        peak = next(
+            (
+                p
+                for p in peaks
+                if p.backend == row.backend
+                and p.precision == row.precision
+                and p.isa == row.isa
+                and _same_device(p.device, row.device)
+            ),
+            None,
+        )
+        if row.gflops is None or peak is None or peak.best_gflops_per_s <= 0:
+            out.append(row)
+            continue
+        achieved = row.gflops / (row.timing.median_ms * 1e-3)
+        # The limit is the best run: on a shared machine the median GEMM run is
+        # itself slowed by other processes, which would flatter the fraction.
+        out.append(replace(row, fraction_of_peak=achieved / peak.best_gflops_per_s))
+    return out
+
+
+def _same_device(a: str, b: str) -> bool:
+    # OpenVINO reports "CPU"; ORT the provider (with ":0" on CUDA).
+    return a.split(":")[0].split(".")[0] == b.split(":")[0].split(".")[0]
+
+
+# -- README ---------------------------------------------------------------------------
+
+
+def readme_block(reports: Sequence[tuple[Path, BenchReport]], root: Path | None = None) -> str:
+    """The README's performance section body, generated from saved reports.
+
+    One table per report: each model build × backend × precision with the
+    encoder's median, the decoder for the smallest and largest object count,
+    the predictor for one object, the fraction of peak and the accuracy.
+    """
+    lines = [
+        "<!-- generated by `samedge bench --update-readme` from "
+        "benchmarks/results/*/bench*.json; do not edit by hand -->"
+    ]
+    if not reports:
+        lines.append("")
+        lines.append("No benchmark results yet: run `samedge bench`.")
+        return "\n".join(lines)
+    for path, report in reports:
+        shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
+        m = report.machine
+        lines += [
+            "",
+            f"**{m.get('name')}** ({m.get('cpu')}, {m.get('cores')} logical CPUs"
+            + (f", {', '.join(m['gpus'])}" if m.get("gpus") else "")
+            + f"; threads {report.settings.get('threads')}; {report.timestamp[:10]}; "
+            f"[{shown.name}]({shown.as_posix()})):",
+            "",
+            f"`{report.command}`",
+            "",
+        ]
+        decoder = report.rows("decoder")
+        objects = sorted({r.objects for r in decoder if r.objects is not None})
+        lo, hi = (objects[0], objects[-1]) if objects else (None, None)
+        head = ["model", "build", "backend", "ran in", "encoder ms", "% of peak"]
+        if lo is not None:
+            head.append(f"decoder B={lo} ms")
+        if hi is not None and hi != lo:
+            head.append(f"decoder B={hi} ms")
+        head += ["predictor ms", "mask IoU vs fp32"]
+        body = []
+        for key, group in _group([r for r in report.measurements if r.suite == "samedge"]).items():
+            by = {(r.part, r.objects): r for r in group}
+            enc = by.get(("encoder", None))
+            pred = by.get(("predictor", 1)) or by.get(("predictor", lo))
+            first = enc or group[0]
+            ran_in = first.precision
+            others = sorted({r.precision for r in group if r.part == "decoder"} - {ran_in})
+            if others:
+                ran_in += f" (decoder {', '.join(others)})"
+            ran_in += f" ({key[5]} cap)" if key[5] else ""
+            row = [key[0], key[1], key[2], ran_in]
+            row += [
+                _f(enc.timing.median_ms) if enc else "",
+                _pct(enc.fraction_of_peak) if enc else "",
+            ]
+            if lo is not None:
+                d = by.get(("decoder", lo))
+                row.append(_f(d.timing.median_ms) if d else "")
+            if hi is not None and hi != lo:
+                d = by.get(("decoder", hi))
+                row.append(_f(d.timing.median_ms) if d else "")
+            row.append(_f(pred.timing.median_ms) if pred else "")
+            row.append(_acc(enc) if enc else (_acc(pred) if pred else ""))
+            body.append(row)
+        lines += _table(head, body)
+        fastest = [r for r in report.ratios if r.get("against") == "default"]
+        if fastest:
+            lines += ["", "Peer time / samedge default time (higher: samedge faster):", ""]
+            lines += _table(
+                ["model", "part", "peer", "ratio"],
+                [
+                    [
+                        r["model"],
+                        r["part"],
+                        f"{r['peer_suite']} ({r['peer_backend']})",
+                        f"{r['ratio']:.1f}×",
+                    ]
+                    for r in fastest
+                ],
+            )
+    return "\n".join(lines)
+
+
+def _find_reports(results: Path) -> list[tuple[Path, BenchReport]]:
+    found = []
+    for path in sorted(results.glob("*/bench*.json")):
+        try:
+            found.append((path, BenchReport.load(path)))
+        except InputError as e:
+            log.warning("skipping %s: %s", path, e)
+    return found
+
+
+def update_readme(
+    readme: str | os.PathLike[str],
+    results: str | os.PathLike[str],
+) -> bool:
+    """Rewrite the block between the bench markers in ``readme`` from the reports under ``results``.
+
+    Only the text between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``
+    changes; running it twice on the same results changes nothing the second time.
+
+    Args:
+        readme: The README file.
+        results: The results root (``benchmarks/results``): every
+            ``<machine>/bench*.json`` under it goes into the block.
+
+    Returns:
+        Whether the file changed.
+
+    Raises:
+        InputError: the README is missing, or lacks the markers (or has them
+            out of order or more than once).
+
+    Example:
+        >>> update_readme("README.md", "benchmarks/results")     # doctest: +SKIP
+        True
+    """
+    readme, results = Path(readme), Path(results)
+    if not readme.is_file():
+        raise InputError(f"--update-readme: {readme} is not a file; run from the repository root")
+    text = readme.read_text(encoding="utf-8")
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise InputError(
+            f"{readme}: expected one {README_BEGIN} and one {README_END} marker, found "
+            f"{text.count(README_BEGIN)} and {text.count(README_END)}; add them around the "
+            "performance table"
+        )
+    head, rest = text.split(README_BEGIN)
+    if README_END in head:
+        raise InputError(f"{readme}: {README_END} comes before {README_BEGIN}; swap them")
+    _, tail = rest.split(README_END)
+    block = readme_block(_find_reports(results), root=readme.parent)
+    new = f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}"
+    if new == text:
+        return False
+    atomic_write_text(readme, new)
+    return True

@@ -1,0 +1,656 @@
+"""``samedge bench``: every model × backend × precision this machine has, beside its limit.
+
+:func:`run_bench` resolves the models (a model directory, the built-in
+``samedge_tiny``, or a registry name such as ``mobile_sam``, which it exports
+with seeded random weights into a work directory, saving the checkpoint so the
+peers can load the very same weights), plans the variants each directory can
+run as (:func:`samedge.bench.measure.plan_variants`), runs every variant × part
+in a process of its own, measures the peak GEMM rate of every backend and
+precision that ran an encoder (:mod:`samedge.bench.peak`), counts the graphs'
+FLOPs (:mod:`samedge.bench.flops`), measures each variant's mask accuracy
+against the FP32 pipeline on held-out frames (an OpenVINO bf16 run of an FP32
+directory is not FP32; the report of ``samedge build`` is the fallback),
+optionally runs the peers (``samedge.bench.peers``) and returns a
+:class:`~samedge.bench.report.BenchReport`.
+
+Example:
+    >>> report = run_bench(["samedge_tiny"], BenchConfig(runs=5))   # doctest: +SKIP
+    >>> report.save("benchmarks/results/amd-epyc-2c", "bench_samedge_tiny")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import inspect
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from samedge.bench._machine import library_versions, machine_info
+from samedge.bench.flops import count_flops
+from samedge.bench.measure import (
+    ISA_CAP,
+    AccuracyJob,
+    PartJob,
+    Variant,
+    plan_variants,
+    run_job,
+)
+from samedge.bench.peak import PEAK_PRECISIONS, PeakJob, PeakRate
+from samedge.bench.records import PARTS, Measurement
+from samedge.bench.report import BenchReport, peer_ratios, with_fraction_of_peak
+from samedge.errors import BackendUnavailableError, InputError, ModelDirError, UnknownNameError
+
+__all__ = [
+    "BENCH_BACKENDS",
+    "BENCH_PRECISIONS",
+    "BenchConfig",
+    "BenchModel",
+    "resolve_models",
+    "run_bench",
+]
+
+log = logging.getLogger(__name__)
+
+BENCH_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+_REPORT_NAME = "report.json"  # what `samedge build` writes into a built directory
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``samedge bench`` measures; ``None`` means "the default".
+
+    Attributes:
+        backends: Backends to measure; None = every installed one.
+        precisions: Keep variants computing in these; None = all.
+        objects: Decoder batch sizes, each timed as one call.
+        points: Clicks per object.
+        runs: Timed runs per row.
+        warmup: Untimed runs before them.
+        threads: CPU threads per backend; None = the logical CPUs this process may use.
+        isa_cap: Also run OpenVINO on the CPU with an f32 hint under
+            ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` (a CPU without bf16/AMX).
+        peers: Also run the peers (``samedge.bench.peers``) and compute ratios.
+        parts: Which parts to time.
+        frame_size: ``(width, height)`` of the predictor's frame.
+        peak_size: Side of the peak-rate GEMM (0 skips the peak rates).
+        accuracy_frames: Held-out frames for each variant's mask accuracy
+            against FP32 (0: take it from the build's ``report.json`` only).
+        work_dir: Where random-weight checkpoints and their exports go (reused
+            across runs); None = ``<samedge cache>/bench``.
+        job_timeout_s: Kill a job after this long.
+        seed: Seed of the random weights and inputs.
+    """
+
+    backends: tuple[str, ...] | None = None
+    precisions: tuple[str, ...] | None = None
+    objects: tuple[int, ...] = (1, 4, 16)
+    points: int = 1
+    runs: int = 20
+    warmup: int = 3
+    threads: int | None = None
+    isa_cap: bool = False
+    peers: bool = False
+    parts: tuple[str, ...] = PARTS
+    frame_size: tuple[int, int] = (640, 480)
+    peak_size: int = 2048
+    accuracy_frames: int = 2
+    work_dir: Path | None = None
+    job_timeout_s: float = 1800.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("backends", BENCH_BACKENDS),
+            ("precisions", BENCH_PRECISIONS),
+            ("parts", PARTS),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, tuple) or not value:
+                raise InputError(f"{name}: got {value!r}, expected a non-empty tuple or None")
+            bad = [v for v in value if v not in allowed]
+            if bad:
+                raise InputError(f"{name}: got {bad}, expected values from {', '.join(allowed)}")
+        if not isinstance(self.objects, tuple) or not self.objects:
+            raise InputError(f"objects: got {self.objects!r}, expected a non-empty tuple of ints")
+        for b in self.objects:
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise InputError(f"objects: got {b!r}, expected object counts >= 1")
+        for name in ("points", "runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name}: got {value!r}, expected an int >= 1")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise InputError(f"warmup: got {self.warmup!r}, expected an int >= 0")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise InputError(f"threads: got {self.threads!r}, expected an int >= 1 or None")
+        w, h = self.frame_size
+        if min(w, h) < 1:
+            raise InputError(f"frame_size: got {self.frame_size}, expected (width, height) >= 1")
+        if self.peak_size != 0 and self.peak_size < 16:
+            raise InputError(f"peak_size: got {self.peak_size}, expected 0 (skip) or >= 16")
+        if (
+            isinstance(self.accuracy_frames, bool)
+            or not isinstance(self.accuracy_frames, int)
+            or self.accuracy_frames < 0
+        ):
+            raise InputError(f"accuracy_frames: got {self.accuracy_frames!r}, expected an int >= 0")
+        if self.job_timeout_s <= 0:
+            raise InputError(f"job_timeout_s: got {self.job_timeout_s}, expected > 0")
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model directory to measure.
+
+    Attributes:
+        name: Architecture name recorded in the rows (the card's ``model``).
+        directory: The model directory.
+        precision: What it holds (``"fp32"``, ``"fp16"``, ``"int8"``).
+        weights: Where its weights come from, in words.
+        checkpoint: The checkpoint it was exported from, when bench made it.
+        accuracy: Mean/p5 mask IoU against FP32 from its ``report.json``.
+        reference: The FP32 directory its accuracy is measured against (itself
+            when FP32; a build's recorded source), None when unknown.
+    """
+
+    name: str
+    directory: Path
+    precision: str
+    weights: str
+    checkpoint: Path | None = None
+    accuracy: dict[str, float] | None = None
+    reference: Path | None = None
+
+
+def _known_names() -> list[str]:
+    from samedge.models import MODELS
+    from samedge.predictor import BUILTIN_MODELS
+
+    return sorted(set(MODELS) | set(BUILTIN_MODELS))
+
+
+def _check_name(model: str | os.PathLike[str]) -> None:
+    """Fail fast, before anything runs, on an argument that is neither a directory nor a name."""
+    from samedge._registry import unknown_name_message
+
+    path = Path(model)
+    if path.is_dir() or os.fspath(model) in _known_names():
+        return
+    if path.exists():
+        raise ModelDirError(
+            f"model {path}: is a file, expected a model directory (encoder.onnx, decoder.onnx, "
+            "samedge.json) or a model name"
+        )
+    message = unknown_name_message("model", os.fspath(model), _known_names())
+    raise UnknownNameError(f"{message} Or pass a model directory (none exists at {path}).")
+
+
+def _build_accuracy(directory: Path) -> dict[str, float] | None:
+    report = directory / _REPORT_NAME
+    if not report.is_file():
+        return None
+    try:
+        fidelity = json.loads(report.read_text(encoding="utf-8"))["fidelity"]
+        return {
+            "mean_iou_vs_fp32": float(fidelity["mean_iou"]),
+            "p5_iou_vs_fp32": float(fidelity["p5_iou"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: unreadable (%s); its rows get no accuracy number", report, e)
+        return None
+
+
+def _reference_dir(directory: Path, card: Any) -> Path | None:
+    """The FP32 directory a build came from (its ``report.json`` or card), if still there."""
+    from samedge._io import sha256_file
+    from samedge.model_dir import read_model_dir
+
+    if card.precision == "fp32":
+        return directory
+    candidates = []
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        candidates.append(json.loads((directory / _REPORT_NAME).read_text("utf-8"))["source"])
+    source = card.details.get("source") if isinstance(card.details, dict) else None
+    if isinstance(source, dict) and source.get("model_dir"):
+        candidates.append(source["model_dir"])
+    recorded = (card.details.get("calibration") or {}).get("source_encoder_sha256")
+    for candidate in candidates:
+        path = Path(str(candidate))
+        try:
+            ref = read_model_dir(path)
+        except ModelDirError:
+            continue
+        if ref.precision != "fp32":
+            continue
+        if recorded and sha256_file(path / ref.encoder) != recorded:
+            log.warning(
+                "%s: its recorded source %s has changed since the build; accuracy comes from "
+                "its report.json",
+                directory,
+                path,
+            )
+            continue
+        return path
+    return None
+
+
+def _random_export(name: str, work: Path, seed: int) -> tuple[Path, Path]:
+    """Export ``name`` from a saved random-weight checkpoint (reused when already there)."""
+    from samedge._io import sha256_file
+    from samedge.model_dir import read_model_dir
+
+    target = work / f"{name}-seed{seed}"
+    checkpoint, out = target / "checkpoint.pth", target / "fp32"
+    if checkpoint.is_file() and (out / "samedge.json").is_file():
+        try:
+            if read_model_dir(out).checkpoint_sha256 == sha256_file(checkpoint):
+                log.info("bench: reusing %s (exported from %s)", out, checkpoint)
+                return out, checkpoint
+        except ModelDirError:
+            pass
+    try:
+        import torch
+    except ImportError as e:
+        raise BackendUnavailableError(
+            f"model {name!r}: bench exports it with random weights, which needs torch ({e}); "
+            "install the export extra with `pip install samedge[export]`, or pass an exported "
+            "model directory"
+        ) from e
+    from samedge.exporters import ExportConfig, export_model
+    from samedge.exporters.builders import resolve_builder
+    from samedge.models import get_model_spec
+
+    log.info("bench: exporting %s with random weights (seed %d) into %s", name, seed, target)
+    sam = resolve_builder(get_model_spec(name))(None, seed=seed)
+    target.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_name(checkpoint.name + ".partial")
+    torch.save(sam.state_dict(), partial)
+    del sam
+    os.replace(partial, checkpoint)  # a crash leaves no half-written checkpoint behind
+    export_model(name, checkpoint, out, config=ExportConfig(progress=False, seed=seed), force=True)
+    return out, checkpoint
+
+
+def resolve_models(
+    models: Sequence[str | os.PathLike[str]], work_dir: Path, seed: int = 0
+) -> list[BenchModel]:
+    """Turn ``samedge bench`` arguments into model directories (exporting where needed).
+
+    Raises:
+        UnknownNameError: an argument is neither a directory nor a known name
+            (the message suggests the closest name).
+        ModelDirError: a directory is not a model directory.
+        BackendUnavailableError: a registry model must be exported and torch is missing.
+    """
+    from samedge.model_dir import read_model_dir
+    from samedge.models import MODELS
+    from samedge.predictor import BUILTIN_MODELS, resolve_model
+
+    if not models:
+        raise InputError("models: got none, expected model directories or names")
+    for model in models:
+        _check_name(model)
+    resolved = []
+    for model in models:
+        path, text = Path(model), os.fspath(model)
+        checkpoint = None
+        if path.is_dir():
+            directory, weights = path, f"directory {path}"
+        elif text in BUILTIN_MODELS:
+            directory, weights = resolve_model(text), "shipped weights"
+        elif text in MODELS:
+            directory, checkpoint = _random_export(text, work_dir, seed)
+            weights = f"random weights (seed {seed}), checkpoint {checkpoint}"
+        card = read_model_dir(directory)
+        if path.is_dir() and card.checkpoint_sha256 is None:
+            weights += " (random weights)"
+        resolved.append(
+            BenchModel(
+                name=card.model,
+                directory=directory,
+                precision=card.precision,
+                weights=weights,
+                checkpoint=checkpoint,
+                accuracy=_build_accuracy(directory),
+                reference=_reference_dir(directory, card),
+            )
+        )
+    return resolved
+
+
+def _flops(model: BenchModel, objects: Sequence[int], points: int) -> dict[str, Any]:
+    """GFLOP of the encoder and of the decoder per batch size (``None`` where uncountable)."""
+    from samedge.model_dir import read_model_dir
+
+    card = read_model_dir(model.directory)
+    out: dict[str, Any] = {"encoder": None, "decoder": {}}
+    try:
+        enc = count_flops(model.directory / card.encoder)
+        out["encoder"] = enc.gflops if not enc.unresolved else None
+        for b in objects:
+            # N counts SAM's padding point beside the clicks.
+            dec = count_flops(model.directory / card.decoder, {"B": b, "N": points + 1})
+            out["decoder"][b] = dec.gflops if not dec.unresolved else None
+    except (InputError, ModelDirError) as e:
+        log.warning("FLOP count of %s failed: %s", model.directory, e)
+    return out
+
+
+def _accuracy(
+    model: BenchModel, precision: str, measured: dict[str, float] | None
+) -> tuple[dict[str, float], str]:
+    """The row's accuracy numbers and where they come from."""
+    if measured is not None:
+        return dict(measured), f"accuracy measured here on {int(measured['frames'])} frames"
+    if model.accuracy is not None:
+        return dict(model.accuracy), "accuracy from the build's report.json (ONNX Runtime)"
+    if model.precision == "fp32" and precision == "fp32":
+        return {"mean_iou_vs_fp32": 1.0, "p5_iou_vs_fp32": 1.0}, "fp32 reference"
+    return {}, "accuracy not measured"
+
+
+def _decorate(
+    row: Measurement,
+    model: BenchModel,
+    flops: dict[str, Any],
+    measured: dict[str, float] | None,
+) -> Measurement:
+    enc = flops["encoder"]
+    dec = flops["decoder"].get(row.objects)
+    gflops = {
+        "encoder": enc,
+        "decoder": dec,
+        "predictor": enc + dec if enc is not None and dec is not None else None,
+    }[row.part]
+    accuracy, source = _accuracy(model, row.precision, measured)
+    return replace(
+        row,
+        model=model.name,
+        gflops=gflops,
+        accuracy=accuracy,
+        note=f"{row.note}; {source}" if row.note else source,
+    )
+
+
+def _peak_jobs(
+    pairs: Sequence[tuple[Variant, str]], config: BenchConfig, threads: int
+) -> list[PeakJob]:
+    jobs: dict[tuple[Any, ...], PeakJob] = {}
+    for variant, precision in pairs:
+        if precision not in PEAK_PRECISIONS:
+            continue
+        key = (variant.backend, variant.device, variant.providers, variant.isa, precision)
+        jobs.setdefault(
+            key,
+            PeakJob(
+                backend=variant.backend,
+                precision=precision,
+                device=variant.device,
+                providers=variant.providers,
+                threads=threads if variant.device == "cpu" else None,
+                size=config.peak_size,
+                runs=max(3, min(config.runs, 10)),
+                warmup=max(1, min(config.warmup, 2)),
+                isa=variant.isa,
+            ),
+        )
+    return list(jobs.values())
+
+
+def _default_choice() -> dict[str, str]:
+    from samedge.runtimes import select_backend
+
+    try:
+        choice = select_backend("auto")
+    except Exception as e:  # recorded, not fatal: the rows are still valid
+        return {"choice": f"unavailable ({type(e).__name__}: {e})", "backend": ""}
+    return {"choice": str(choice), "backend": choice.name}
+
+
+def run_bench(
+    models: Sequence[str | os.PathLike[str]],
+    config: BenchConfig | None = None,
+    *,
+    command: str | None = None,
+    machine: str | None = None,
+    notes: Sequence[str] = (),
+) -> BenchReport:
+    """Measure ``models`` as ``config`` says and return the report (not yet saved).
+
+    Args:
+        models: Model directories, ``"samedge_tiny"``, or registry names
+            (``"mobile_sam"``, ``"sam_vit_b"``: exported with random weights).
+        config: What to measure; None = the defaults.
+        command: The command line to record (the CLI passes its own).
+        machine: Machine name to record; None derives it (``"amd-epyc-2c"``).
+        notes: Lines to record with the results (how the builds were made, ...).
+
+    Returns:
+        Every measurement, peak rate, ratio and failure; jobs that fail are
+        recorded in ``failures`` and the run goes on.
+
+    Raises:
+        UnknownNameError, ModelDirError: a model argument is wrong.
+        BackendUnavailableError: torch is missing for a model that must be exported.
+
+    Example:
+        >>> config = BenchConfig(runs=5, isa_cap=True)
+        >>> report = run_bench(["samedge_tiny"], config)                    # doctest: +SKIP
+        >>> [round(r.timing.median_ms, 1) for r in report.rows("encoder")]  # doctest: +SKIP
+        [2.1, 1.1, 3.3, 3.9]
+    """
+    from samedge.runtimes import default_cache_root
+    from samedge.runtimes._hw import cpu_info
+
+    config = config or BenchConfig()
+    work = Path(config.work_dir) if config.work_dir is not None else default_cache_root() / "bench"
+    resolved = resolve_models(models, work, config.seed)
+    threads = config.threads or cpu_info().cores
+    info = machine_info(machine)
+    default = _default_choice()
+    env_isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    skipped: list[str] = []
+    if env_isa:
+        skipped.append(
+            f"ONEDNN_MAX_CPU_ISA={env_isa} is set in this environment: every OpenVINO row runs "
+            "under it"
+        )
+    from samedge._io import sha256_file
+    from samedge.model_dir import read_model_dir
+
+    def fingerprint(model: BenchModel) -> str:
+        card = read_model_dir(model.directory)
+        return sha256_file(model.directory / card.encoder) + sha256_file(
+            model.directory / card.decoder
+        )
+
+    before = {m.directory: fingerprint(m) for m in resolved}
+    measurements: list[Measurement] = []
+    failures: list[dict[str, str]] = []
+    encoder_pairs: list[tuple[Variant, str]] = []
+    model_records = []
+    for model in resolved:
+        variants, why = plan_variants(
+            model.precision,
+            backends=config.backends,
+            precisions=config.precisions,
+            isa_cap=config.isa_cap,
+        )
+        skipped += [w for w in dict.fromkeys(why) if w not in skipped]
+        flops = _flops(model, config.objects, config.points)
+        model_records.append(
+            {
+                "name": model.name,
+                "directory": str(model.directory),
+                "precision": model.precision,
+                "weights": model.weights,
+                "checkpoint": str(model.checkpoint) if model.checkpoint else None,
+                "accuracy": model.accuracy,
+                "encoder_gflops": flops["encoder"],
+                "decoder_gflops": {str(k): v for k, v in flops["decoder"].items()},
+            }
+        )
+        for variant in variants:
+            measured = _measure_accuracy(model, variant, config, threads, failures)
+            for part in config.parts:
+                job = PartJob(
+                    part=part,
+                    model_dir=str(model.directory),
+                    variant=variant,
+                    model=model.name,
+                    threads=threads if variant.device == "cpu" else None,
+                    runs=config.runs,
+                    warmup=config.warmup,
+                    objects=config.objects,
+                    points=config.points,
+                    frame_size=config.frame_size,
+                    seed=config.seed,
+                )
+                what = f"{model.name} ({model.precision}) {part} on {variant.label}"
+                log.info("bench: %s ...", what)
+                result = run_job(job, timeout_s=config.job_timeout_s)
+                if not result.ok:
+                    log.warning("bench: %s failed: %s", what, result.error)
+                    failures.append({"what": what, "error": str(result.error)})
+                    continue
+                for row in result.measurements:
+                    measurements.append(_decorate(row, model, flops, measured))
+                    log.info(
+                        "bench:   %s %s%s: median %.2f ms (p90 %.2f)",
+                        row.precision,
+                        part,
+                        f" B={row.objects}" if row.objects else "",
+                        row.timing.median_ms,
+                        row.timing.p90_ms,
+                    )
+                    if part == "encoder":
+                        encoder_pairs.append((variant, row.precision))
+    peaks: list[PeakRate] = []
+    if config.peak_size:
+        for peak_job in _peak_jobs(encoder_pairs, config, threads):
+            what = f"peak GEMM {peak_job.backend} {peak_job.precision}" + (
+                f" [{peak_job.isa}]" if peak_job.isa else ""
+            )
+            log.info("bench: %s ...", what)
+            result = run_job(peak_job, timeout_s=config.job_timeout_s)
+            if result.peak is None:
+                failures.append({"what": what, "error": str(result.error)})
+                continue
+            peaks.append(result.peak)
+    encoders = with_fraction_of_peak([m for m in measurements if m.part == "encoder"], peaks)
+    measurements = encoders + [m for m in measurements if m.part != "encoder"]
+    if config.peers:
+        measurements += _run_peers(resolved, config, threads, work, failures)
+    ratios = peer_ratios(measurements, default.get("backend"))
+    for model in resolved:
+        # A model directory rewritten under a running benchmark (a re-export)
+        # makes its rows a mix of two models: say so where nobody can miss it.
+        if fingerprint(model) != before[model.directory]:
+            log.warning("bench: %s changed during the run", model.directory)
+            failures.append(
+                {
+                    "what": f"{model.name} ({model.precision}) {model.directory}",
+                    "error": "its graphs changed during the run; its rows mix two models, "
+                    "run again",
+                }
+            )
+    with contextlib.suppress(OSError):  # other processes' load over the run, for the reader
+        info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    settings = {
+        **{k: v for k, v in asdict(config).items() if k not in ("work_dir",)},
+        "threads": threads,
+        "work_dir": str(work),
+        "isa_cap_value": ISA_CAP if config.isa_cap else None,
+    }
+    return BenchReport(
+        machine=info,
+        versions=library_versions(),
+        command=command or f"samedge.bench.run_bench({[os.fspath(m) for m in models]!r})",
+        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        settings=json.loads(json.dumps(settings, default=str)),
+        models=tuple(model_records),
+        measurements=tuple(measurements),
+        peaks=tuple(peaks),
+        ratios=tuple(ratios),
+        failures=tuple(failures),
+        skipped=tuple(skipped),
+        default=default,
+        notes=tuple(notes),
+    )
+
+
+def _measure_accuracy(
+    model: BenchModel,
+    variant: Variant,
+    config: BenchConfig,
+    threads: int,
+    failures: list[dict[str, str]],
+) -> dict[str, float] | None:
+    """The variant's mask accuracy against FP32, or None (not asked for, no reference, failed)."""
+    if not config.accuracy_frames or model.reference is None:
+        return None
+    if model.precision == "fp32" and variant.backend == "onnxruntime" and not variant.providers:
+        # This is the reference itself: identical by construction.
+        return {"mean_iou_vs_fp32": 1.0, "p5_iou_vs_fp32": 1.0, "worst_iou_vs_fp32": 1.0,
+                "cosine_vs_fp32": 1.0, "frames": float(config.accuracy_frames)}  # fmt: skip
+    job = AccuracyJob(
+        model_dir=str(model.directory),
+        reference_dir=str(model.reference),
+        variant=variant,
+        threads=threads if variant.device == "cpu" else None,
+        frames=config.accuracy_frames,
+    )
+    what = f"{model.name} ({model.precision}) accuracy on {variant.label}"
+    log.info("bench: %s ...", what)
+    result = run_job(job, timeout_s=config.job_timeout_s)
+    if result.accuracy is None:
+        failures.append({"what": what, "error": str(result.error)})
+        return None
+    log.info("bench:   mean mask IoU vs fp32 %.4f", result.accuracy["mean_iou_vs_fp32"])
+    return result.accuracy
+
+
+def _run_peers(
+    resolved: Sequence[BenchModel],
+    config: BenchConfig,
+    threads: int,
+    work: Path,
+    failures: list[dict[str, str]],
+) -> list[Measurement]:
+    """The peers' rows on the same checkpoints; a failure is recorded, never raised."""
+    try:
+        from samedge.bench.peers import run_peers
+    except ImportError as e:
+        failures.append({"what": "peers", "error": f"samedge.bench.peers is not available ({e})"})
+        return []
+    names = list(dict.fromkeys(m.name for m in resolved if m.precision == "fp32"))
+    checkpoints = {m.name: m.checkpoint for m in resolved if m.checkpoint is not None}
+    extra: dict[str, Any] = {}
+    if "objects" in inspect.signature(run_peers).parameters:
+        extra["objects"] = config.objects  # decoder rows at the same batch sizes
+    try:
+        rows: list[Measurement] = run_peers(
+            names,
+            checkpoints=checkpoints or None,
+            runs=config.runs,
+            warmup=config.warmup,
+            threads=threads,
+            work_dir=work / "peers",
+            **extra,
+        )
+    except Exception as e:  # third-party code: keep samedge's results whatever it raises
+        log.warning("bench: peers failed: %s", e)
+        failures.append({"what": "peers", "error": f"{type(e).__name__}: {e}"})
+        return []
+    return list(rows)
