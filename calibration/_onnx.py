@@ -16,17 +16,19 @@ ONNX Runtime CPU        1st run     2nd run     between runs / after
 ======================  ==========  ==========  =====================
 arena + mem pattern     3.9 GB      7.2 GB      7.2 GB
 arena, no mem pattern   3.9 GB      3.9 GB      3.9 GB
-no arena (used here)    3.9 GB      4.0 GB      1.0 GB (the weights)
+no arena (used here)    3.9 GB      4.0 GB      1.0-1.5 GB
 ======================  ==========  ==========  =====================
 
 (ONNX Runtime's defaults plan one block for a run's whole memory pattern
 after the first run and take it from the arena beside the first run's
-chunks, which the arena never returns.)
+chunks, which the arena never returns.) Without the arena a run is about
+10% slower (fresh allocations fault their pages in); calibration is not
+where speed is measured.
 
 Freed is not returned, though: activations under glibc's 32 MB mmap
 threshold (most of a ViT's) are carved from the heap, and a few live blocks
 pin the freed space around them. :func:`give_back_memory` hands it back at
-the boundaries between big steps (measured: 2.5 GB after NNCF's statistics).
+the boundaries between big steps (measured: 2.8 GiB after NNCF's statistics).
 """
 
 from __future__ import annotations

@@ -250,10 +250,10 @@ class _LeanOrt:
     """``onnxruntime`` as NNCF's ONNX engine sees it, with :func:`session_options`.
 
     NNCF builds its statistics sessions from ``onnxruntime.SessionOptions()``
-    with no way to pass options. With ONNX Runtime's defaults (CPU arena +
-    memory pattern) a ViT-B statistics session holds about twice a run's
-    activations from the second frame on; with ours they are freed after
-    every frame.
+    with no way to pass options. Measured on ViT-B, a frame of its second
+    statistics pass peaked 9.8 GiB above the pass's start with ONNX Runtime's
+    defaults (CPU arena + memory pattern) and 5.5 GiB with ours, which free a
+    frame's activations before the next (the whole build: 13.0 vs 9.7 GiB).
     """
 
     def __init__(self, ort: Any) -> None:
