@@ -32,19 +32,19 @@ EXIT_USAGE = 2
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from samedge import runtimes
+    from samedge.runtimes import available_backends, select_backend
 
     print(f"samedge {__version__}")
     print(f"python {sys.version.split()[0]}")
     print("backends:")
-    for info in runtimes.available_backends():
+    for info in available_backends():
         state = f"{info.version}" if info.installed else f"not installed ({info.hint})"
         print(f"  {info.name:<12} {state}")
         for device in info.devices:
             print(f"  {'':<12}   device: {device}")
     # select_backend logs its choice at INFO; info prints it itself, once.
     logging.getLogger("samedge.runtimes.select").setLevel(logging.WARNING)
-    choice = runtimes.select_backend("auto")
+    choice = select_backend("auto")
     print(f"auto choice: {choice.name} ({choice.reason})")
     print(f"models: {', '.join(list_models())}")
     for path in args.onnx:

@@ -284,15 +284,16 @@ def _background(
         t = 0.5 + 0.25 * np.sin(a) + 0.25 * np.sin(b) * rng.uniform(0, 1)
         t = t + 0.3 * (_smooth_noise(rng, h, w, int(rng.integers(4, 32))) - 0.5)
         return c0 + (c1 - c0) * t.clip(0, 1)[..., None]
-    photo = photos[int(rng.integers(len(photos)))]  # type: ignore[index]
+    assert photos, "kind 3 (a photo) is drawn only when photos are given"
+    photo = photos[int(rng.integers(len(photos)))]
     ph, pw = photo.shape[:2]
     crop = rng.uniform(0.4, 1.0)
     ch_, cw_ = max(int(ph * crop), 8), max(int(pw * crop), 8)
     yo, xo = int(rng.integers(0, ph - ch_ + 1)), int(rng.integers(0, pw - cw_ + 1))
-    out = cv2.resize(photo[yo : yo + ch_, xo : xo + cw_], (w, h), interpolation=cv2.INTER_AREA)
+    patch = cv2.resize(photo[yo : yo + ch_, xo : xo + cw_], (w, h), interpolation=cv2.INTER_AREA)
     if rng.random() < 0.5:
-        out = out[:, ::-1]
-    return out.astype(np.float32)
+        patch = patch[:, ::-1]
+    return patch.astype(np.float32)
 
 
 def _finish(rng: np.random.Generator, canvas: np.ndarray, strength: float = 1.0) -> np.ndarray:

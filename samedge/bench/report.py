@@ -537,7 +537,10 @@ def peer_ratios(
     taken from FP32 model directories with no ISA cap: ``default`` is the one
     samedge's ``backend="auto"`` runs (``default_backend`` with its default
     precision: the fastest row of that backend), ``fastest`` the fastest of
-    all. A ratio above 1 means samedge is faster.
+    all. A ratio above 1 means samedge is faster. Peer encoder/decoder rows are
+    compared only when they time the network alone (``note`` starting with
+    ``"engine:"``), like samedge's; their ``"api:"`` rows include the peer's
+    pre/post-processing, which samedge's ``predictor`` rows are the match for.
     """
     ratios = []
     samedge = [
@@ -546,6 +549,8 @@ def peer_ratios(
         if m.suite == "samedge" and m.isa is None and m.model_precision in (None, "fp32")
     ]
     for peer in (m for m in measurements if m.suite != "samedge"):
+        if peer.part != "predictor" and not (peer.note or "").startswith("engine:"):
+            continue
         same = [
             m
             for m in samedge

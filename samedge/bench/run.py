@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import inspect
 import json
 import logging
 import os
@@ -246,38 +245,35 @@ def _reference_dir(directory: Path, card: Any) -> Path | None:
 
 
 def _random_export(name: str, work: Path, seed: int) -> tuple[Path, Path]:
-    """Export ``name`` from a saved random-weight checkpoint (reused when already there)."""
+    """Export ``name`` from the peers' random-weight checkpoint (reused when already there).
+
+    The checkpoint is :func:`samedge.bench.peers.random_checkpoint`'s, so samedge
+    and every peer in the same work directory time the same weights.
+    """
     from samedge._io import sha256_file
     from samedge.model_dir import read_model_dir
 
-    target = work / f"{name}-seed{seed}"
-    checkpoint, out = target / "checkpoint.pth", target / "fp32"
-    if checkpoint.is_file() and (out / "samedge.json").is_file():
-        try:
-            if read_model_dir(out).checkpoint_sha256 == sha256_file(checkpoint):
-                log.info("bench: reusing %s (exported from %s)", out, checkpoint)
-                return out, checkpoint
-        except ModelDirError:
-            pass
+    out = work / f"{name}-seed{seed}" / "fp32"
     try:
-        import torch
+        import torch  # noqa: F401  (the checkpoint and the export need it)
     except ImportError as e:
         raise BackendUnavailableError(
             f"model {name!r}: bench exports it with random weights, which needs torch ({e}); "
             "install the export extra with `pip install samedge[export]`, or pass an exported "
             "model directory"
         ) from e
+    from samedge.bench.peers import random_checkpoint
     from samedge.exporters import ExportConfig, export_model
-    from samedge.exporters.builders import resolve_builder
-    from samedge.models import get_model_spec
 
-    log.info("bench: exporting %s with random weights (seed %d) into %s", name, seed, target)
-    sam = resolve_builder(get_model_spec(name))(None, seed=seed)
-    target.mkdir(parents=True, exist_ok=True)
-    partial = checkpoint.with_name(checkpoint.name + ".partial")
-    torch.save(sam.state_dict(), partial)
-    del sam
-    os.replace(partial, checkpoint)  # a crash leaves no half-written checkpoint behind
+    checkpoint = random_checkpoint(name, work, seed)
+    if (out / "samedge.json").is_file():
+        try:
+            if read_model_dir(out).checkpoint_sha256 == sha256_file(checkpoint):
+                log.info("bench: reusing %s (exported from %s)", out, checkpoint)
+                return out, checkpoint
+        except ModelDirError:
+            pass
+    log.info("bench: exporting %s with random weights (seed %d) into %s", name, seed, out)
     export_model(name, checkpoint, out, config=ExportConfig(progress=False, seed=seed), force=True)
     return out, checkpoint
 
@@ -628,29 +624,47 @@ def _run_peers(
     work: Path,
     failures: list[dict[str, str]],
 ) -> list[Measurement]:
-    """The peers' rows on the same checkpoints; a failure is recorded, never raised."""
+    """The peers' rows on the same checkpoints; a failure is recorded, never raised.
+
+    samexporter needs its own environment (``python -m samedge.bench.peers
+    setup-samexporter``); without one it is left out, with the reason and the
+    command in ``failures``, and the other peers still run.
+    """
     try:
-        from samedge.bench.peers import run_peers
+        from samedge.bench.peers import PEERS, run_peers_report
     except ImportError as e:
         failures.append({"what": "peers", "error": f"samedge.bench.peers is not available ({e})"})
         return []
     names = list(dict.fromkeys(m.name for m in resolved if m.precision == "fp32"))
     checkpoints = {m.name: m.checkpoint for m in resolved if m.checkpoint is not None}
-    extra: dict[str, Any] = {}
-    if "objects" in inspect.signature(run_peers).parameters:
-        extra["objects"] = config.objects  # decoder rows at the same batch sizes
-    try:
-        rows: list[Measurement] = run_peers(
-            names,
-            checkpoints=checkpoints or None,
-            runs=config.runs,
-            warmup=config.warmup,
-            threads=threads,
-            work_dir=work / "peers",
-            **extra,
-        )
-    except Exception as e:  # third-party code: keep samedge's results whatever it raises
-        log.warning("bench: peers failed: %s", e)
-        failures.append({"what": "peers", "error": f"{type(e).__name__}: {e}"})
-        return []
-    return list(rows)
+    peers = list(PEERS)
+    while True:
+        try:
+            report = run_peers_report(
+                names,
+                checkpoints=checkpoints or None,
+                runs=config.runs,
+                warmup=config.warmup,
+                threads=threads,
+                work_dir=work / "peers",
+                objects=config.objects,  # decoder rows at the same batch sizes
+                peers=peers,
+            )
+        except BackendUnavailableError as e:
+            if "samexporter" not in peers:
+                failures.append({"what": "peers", "error": str(e)})
+                return []
+            log.warning("bench: samexporter left out: %s", e)
+            failures.append({"what": "peers/samexporter", "error": str(e)})
+            peers.remove("samexporter")
+            continue
+        except Exception as e:  # third-party code: keep samedge's results whatever it raises
+            log.warning("bench: peers failed: %s", e)
+            failures.append({"what": "peers", "error": f"{type(e).__name__}: {e}"})
+            return []
+        break
+    for skip in report.skipped:
+        parts = ["peers", skip.suite, skip.model, *([skip.precision] if skip.precision else [])]
+        what = "/".join(parts)
+        failures.append({"what": what, "error": skip.reason})
+    return list(report.measurements)
