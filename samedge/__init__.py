@@ -36,7 +36,7 @@ from samedge.errors import (
 )
 from samedge.model_dir import ModelCard, read_model_dir
 from samedge.models import ModelSpec, get_model_spec, list_models
-from samedge.predictor import Predictor
+from samedge.predictor import ImageEmbedding, Predictor
 from samedge.preprocess import Resample
 from samedge.prompts import ObjectPrompt
 
@@ -60,6 +60,7 @@ __all__ = [
     "EngineCacheError",
     "ExportError",
     "GateError",
+    "ImageEmbedding",
     "ImageError",
     "InputError",
     "ModelCard",

@@ -6,6 +6,11 @@ Method names, arguments, coordinate handling and output shapes are those of
 cached embedding. :meth:`Predictor.predict_batch` runs N objects through one
 decoder call. Everything around the two graphs is numpy/OpenCV (no torch).
 
+``set_image`` is :meth:`Predictor.encode` (frame -> :class:`ImageEmbedding`,
+the predictor's current frame untouched) followed by
+:meth:`Predictor.set_embedding` (install it). Split, they let a video
+pipeline encode frame k+1 on one thread while frame k is decoded on another.
+
 Differences from SamPredictor, all raising a typed error instead of going on:
 points and boxes must lie inside the frame, labels must be 0/1, a mask alone
 is not a prompt (see :mod:`samedge.prompts`); 4-channel and non-uint8 frames
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,10 +43,16 @@ from samedge.errors import InputError, ModelDirError, PredictorStateError
 from samedge.model_dir import PRECISIONS, ModelCard, read_model_dir
 from samedge.models import MODELS
 from samedge.postprocess import postprocess_masks, select_masks
-from samedge.preprocess import Resample, ResizeLongestSide, preprocess_image, validate_image
+from samedge.preprocess import (
+    Resample,
+    ResizeLongestSide,
+    get_preprocess_shape,
+    preprocess_image,
+    validate_image,
+)
 from samedge.prompts import ObjectPrompt, batch_prompts
 
-__all__ = ["BUILTIN_MODELS", "Predictor", "resolve_model"]
+__all__ = ["BUILTIN_MODELS", "ImageEmbedding", "Predictor", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +120,72 @@ def resolve_model(model: str | os.PathLike[str]) -> Path:
     raise ModelDirError(f"model {name!r}: no such directory.{hint}")
 
 
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """One frame's image embedding and the geometry needed to decode prompts on it.
+
+    Made by :meth:`Predictor.encode`, installed with :meth:`Predictor.set_embedding`.
+
+    Attributes:
+        features: float32 ``[1, C, h, w]`` encoder output (read-only when made
+            by :meth:`Predictor.encode`).
+        original_size: ``(H, W)`` of the frame.
+        input_size: ``(h, w)`` of the frame resized for the encoder (longest side
+            ``image_size``).
+        image_size: Side of the encoder's square input it was computed with.
+
+    Raises:
+        InputError: fields that do not fit together (wrong dtype or rank,
+            an ``input_size`` that is not ``original_size`` resized to ``image_size``).
+    """
+
+    features: np.ndarray
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    image_size: int
+
+    def __post_init__(self) -> None:
+        f = self.features
+        if not isinstance(f, np.ndarray) or f.dtype != np.float32 or f.ndim != 4 or len(f) != 1:
+            got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
+            raise InputError(
+                f"features: got {got}, expected a float32 [1, C, h, w] array; "
+                "make embeddings with Predictor.encode(image)"
+            )
+        for name in ("original_size", "input_size"):
+            size = getattr(self, name)
+            if (
+                not isinstance(size, tuple)
+                or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+            ):
+                raise InputError(f"{name}: got {size!r}, expected (height, width) positive ints")
+        if (
+            isinstance(self.image_size, bool)
+            or not isinstance(self.image_size, int)
+            or self.image_size <= 0
+        ):
+            raise InputError(f"image_size: got {self.image_size!r}, expected a positive int")
+        expected = get_preprocess_shape(*self.original_size, self.image_size)
+        if self.input_size != expected:
+            raise InputError(
+                f"input_size: got {self.input_size}, expected {expected} (original_size "
+                f"{self.original_size} resized to longest side {self.image_size}); "
+                "make embeddings with Predictor.encode(image)"
+            )
+
+
 class Predictor:
     """SamPredictor-compatible mask prediction on an exported model directory.
 
     Opens ``encoder.onnx`` and ``decoder.onnx`` through
     :func:`samedge.runtimes.open_backend`. Engines load lazily (on the first
-    :meth:`set_image`), so creating a Predictor is cheap. Not thread-safe:
-    use one Predictor per thread or stream.
+    :meth:`set_image`), so creating a Predictor is cheap. Not thread-safe,
+    with one exception: :meth:`encode` runs only the encoder and
+    :meth:`set_embedding` / :meth:`predict` / :meth:`predict_batch` only the
+    decoder, two separate backend objects, so one thread may encode the next
+    frame while another predicts on the current one. Never call
+    :meth:`encode` or :meth:`set_image` from two threads at once.
 
     Args:
         model: Model directory or built-in model name (see :func:`resolve_model`).
@@ -220,7 +291,7 @@ class Predictor:
 
     @property
     def is_image_set(self) -> bool:
-        """Whether :meth:`set_image` has computed an embedding to predict from."""
+        """Whether :meth:`set_image` or :meth:`set_embedding` gave an embedding to predict from."""
         return self._features is not None
 
     @property
@@ -247,29 +318,65 @@ class Predictor:
             ImageError: wrong dtype, shape or channels, empty frame.
             InputError: ``image_format`` other than ``"RGB"``/``"BGR"``.
         """
-        self._check_graphs()
-        S = self.card.image_size
         # Validate before dropping the previous embedding, so a bad frame
         # leaves the predictor as it was.
-        rgb = validate_image(image, image_format)
-        x, input_size = preprocess_image(
-            rgb, S, self.card.pixel_mean, "RGB", self._input_buffer, self.resample
-        )
-        self._input_buffer = x
-        original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        x, original_size, input_size = self._prepare(image, image_format)
+        # Then forget it before the encoder runs, as SamPredictor does: a failing
+        # encoder leaves no image set rather than the previous frame's.
         self.reset_image()
-        features = self._encoder.infer({_ENCODER_IN: x})[_ENCODER_OUT]
-        expected = (1, *self.card.embedding_shape)
-        if features.shape != expected or features.dtype != np.float32:
-            raise ModelDirError(
-                f"{self.card.encoder}: image_embeddings came out {features.dtype} "
-                f"{features.shape}, the model card says float32 {expected}; re-export the model"
-            )
-        features.flags.writeable = False
-        self._features = features
-        self._original_size = original_size
-        self._input_size = (int(input_size[0]), int(input_size[1]))
+        self._install(self._run_encoder(x, original_size, input_size))
         log.debug("set_image: %s -> input %s", original_size, input_size)
+
+    def encode(self, image: np.ndarray, image_format: str = "RGB") -> ImageEmbedding:
+        """Compute one frame's embedding without changing the current one.
+
+        ``set_image(image)`` is ``set_embedding(encode(image))``. Only the encoder
+        runs, so another thread may meanwhile :meth:`predict` on the current
+        embedding (see the class notes on threads).
+
+        Args:
+            image: ``H×W×3`` uint8 frame (see :meth:`set_image`).
+            image_format: ``"RGB"`` or ``"BGR"``.
+
+        Returns:
+            The frame's :class:`ImageEmbedding`; its ``features`` are read-only.
+
+        Raises:
+            ImageError: wrong dtype, shape or channels, empty frame.
+            InputError: ``image_format`` other than ``"RGB"``/``"BGR"``.
+
+        Example:
+            >>> emb = predictor.encode(next_frame)     # on a worker thread  # doctest: +SKIP
+            >>> predictor.set_embedding(emb)                             # doctest: +SKIP
+            >>> masks, scores, _ = predictor.predict(box=box)            # doctest: +SKIP
+        """
+        x, original_size, input_size = self._prepare(image, image_format)
+        return self._run_encoder(x, original_size, input_size)
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Make ``embedding`` (from :meth:`encode`) the current frame to predict on.
+
+        Args:
+            embedding: An embedding this predictor's model computed.
+
+        Raises:
+            InputError: not an :class:`ImageEmbedding`, or one computed by a
+                model with another input size or embedding shape.
+        """
+        if not isinstance(embedding, ImageEmbedding):
+            raise InputError(
+                f"embedding: got {type(embedding).__name__}, expected an ImageEmbedding "
+                "from Predictor.encode(image)"
+            )
+        expected = (1, *self.card.embedding_shape)
+        if embedding.image_size != self.card.image_size or embedding.features.shape != expected:
+            raise InputError(
+                f"embedding: computed for a {embedding.image_size}-px encoder with features "
+                f"{embedding.features.shape}; this predictor's model {self.card.model!r} takes "
+                f"{self.card.image_size} px and makes {expected}; encode the frame with this "
+                "predictor"
+            )
+        self._install(embedding)
 
     def predict(
         self,
@@ -392,6 +499,52 @@ class Predictor:
         )
 
     # -- internals ---------------------------------------------------------------------
+
+    def _prepare(
+        self, image: np.ndarray, image_format: str
+    ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """Check the graphs and the frame; the encoder input, original and input size."""
+        self._check_graphs()
+        rgb = validate_image(image, image_format)
+        x, input_size = preprocess_image(
+            rgb,
+            self.card.image_size,
+            self.card.pixel_mean,
+            "RGB",
+            self._input_buffer,
+            self.resample,
+        )
+        # Reusing the buffer is safe because only the encoder reads it, and the
+        # encoder runs on one thread at a time (see the class notes).
+        self._input_buffer = x
+        original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return x, original_size, (int(input_size[0]), int(input_size[1]))
+
+    def _run_encoder(
+        self, x: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
+    ) -> ImageEmbedding:
+        features = self._encoder.infer({_ENCODER_IN: x})[_ENCODER_OUT]
+        expected = (1, *self.card.embedding_shape)
+        if features.shape != expected or features.dtype != np.float32:
+            raise ModelDirError(
+                f"{self.card.encoder}: image_embeddings came out {features.dtype} "
+                f"{features.shape}, the model card says float32 {expected}; re-export the model"
+            )
+        # Read-only: predict() hands it to the decoder every call, and a backend may
+        # keep it in device memory between calls only while it cannot change.
+        features.flags.writeable = False
+        return ImageEmbedding(features, original_size, input_size, self.card.image_size)
+
+    def _install(self, embedding: ImageEmbedding) -> None:
+        features = embedding.features
+        if features.flags.writeable:
+            # A read-only copy, not a view: a backend may keep a read-only input in
+            # device memory between calls, so it must not change behind the predictor.
+            features = features.copy()
+            features.flags.writeable = False
+        self._features = features
+        self._original_size = embedding.original_size
+        self._input_size = embedding.input_size
 
     def _require_image(self, what: str) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         if self._features is None or self._original_size is None or self._input_size is None:

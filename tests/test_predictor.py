@@ -20,6 +20,7 @@ import pytest
 
 import samedge.runtimes
 from samedge.errors import (
+    BackendError,
     ImageError,
     InputError,
     ModelDirError,
@@ -28,7 +29,7 @@ from samedge.errors import (
     PromptError,
 )
 from samedge.model_dir import ModelCard, write_model_card
-from samedge.predictor import BUILTIN_MODELS, Predictor, resolve_model
+from samedge.predictor import BUILTIN_MODELS, ImageEmbedding, Predictor, resolve_model
 from samedge.preprocess import Resample, resize_longest_side
 from samedge.prompts import ObjectPrompt
 from samedge.runtimes.base import Backend, TensorSpec
@@ -368,6 +369,140 @@ def test_reset_image(predictor: Predictor) -> None:
     assert not predictor.is_image_set
     with pytest.raises(PredictorStateError):
         predictor.predict(box=np.array([0, 0, 5, 5]))
+
+
+# -- encode / set_embedding ------------------------------------------------------------------
+
+
+def test_set_image_is_encode_then_set_embedding(
+    model_dir: Path, opened: list[dict[str, Any]]
+) -> None:
+    frame = _frame(48, 96)
+    whole, split = Predictor(model_dir), Predictor(model_dir)
+    whole.set_image(frame)
+    emb = split.encode(frame)
+    assert isinstance(emb, ImageEmbedding)
+    assert not split.is_image_set  # encode alone sets nothing
+    split.set_embedding(emb)
+    assert split.get_image_embedding() is emb.features
+    assert not emb.features.flags.writeable
+    np.testing.assert_array_equal(split.get_image_embedding(), whole.get_image_embedding())
+    assert (split.original_size, split.input_size) == (whole.original_size, whole.input_size)
+    assert (emb.original_size, emb.input_size, emb.image_size) == ((48, 96), (32, 64), S)
+    box = np.array([10, 5, 60, 40])
+    for a, b in zip(whole.predict(box=box), split.predict(box=box), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # BGR goes through encode like through set_image.
+    bgr = split.encode(np.ascontiguousarray(frame[..., ::-1]), image_format="BGR")
+    np.testing.assert_array_equal(bgr.features, emb.features)
+
+
+def test_encode_leaves_the_current_frame_alone(
+    predictor: Predictor, opened: list[dict[str, Any]]
+) -> None:
+    first, second = _frame(48, 96, seed=1), _frame(60, 40, seed=2)
+    predictor.set_image(first)
+    current = predictor.get_image_embedding()
+    ahead = predictor.encode(second)
+    assert predictor.get_image_embedding() is current
+    assert predictor.original_size == (48, 96)
+    assert not np.array_equal(ahead.features, current)
+    # Predictions still use the first frame's embedding and geometry.
+    decoder = opened[1]["instance"]
+    masks, _, _ = predictor.predict(box=np.array([0, 0, 20, 20]))
+    assert masks.shape[1:] == (48, 96)
+    np.testing.assert_array_equal(decoder.seen[-1]["image_embeddings"], current)
+    predictor.set_embedding(ahead)
+    masks, _, _ = predictor.predict(box=np.array([0, 0, 20, 20]))
+    assert masks.shape[1:] == (60, 40)
+    assert predictor.input_size == (64, 43)
+    np.testing.assert_array_equal(decoder.seen[-1]["image_embeddings"], ahead.features)
+
+
+def test_encode_errors_keep_the_current_frame(predictor: Predictor) -> None:
+    predictor.set_image(_frame())
+    before = predictor.get_image_embedding()
+    with pytest.raises(ImageError, match="dtype float32"):
+        predictor.encode(np.zeros((48, 96, 3), np.float32))
+    with pytest.raises(InputError, match="image_format"):
+        predictor.encode(_frame(), image_format="RGBA")
+    assert predictor.get_image_embedding() is before
+
+
+def test_a_failing_encoder_in_set_image_leaves_no_frame_but_not_in_encode(
+    predictor: Predictor, opened: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SamPredictor forgets the old frame before its encoder runs; encode() never touches it."""
+    predictor.set_image(_frame())
+    before = predictor.get_image_embedding()
+    encoder = opened[0]["instance"]
+
+    def broken(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(encoder, "_infer", broken)
+    with pytest.raises(BackendError, match="device lost"):
+        predictor.encode(_frame(seed=3))
+    assert predictor.get_image_embedding() is before
+    with pytest.raises(BackendError, match="device lost"):
+        predictor.set_image(_frame(seed=3))
+    assert not predictor.is_image_set
+
+
+def test_set_embedding_refuses_what_does_not_fit(
+    model_dir: Path, tmp_path: Path, opened: list[dict[str, Any]]
+) -> None:
+    predictor = Predictor(model_dir)
+    with pytest.raises(InputError, match=r"embedding: got ndarray, expected an ImageEmbedding"):
+        predictor.set_embedding(np.zeros((1, C, GRID, GRID), np.float32))  # type: ignore[arg-type]
+    other = Predictor(_model_dir(tmp_path / "other", image_size=2 * S))
+    emb = predictor.encode(_frame())
+    with pytest.raises(InputError, match=rf"computed for a {S}-px encoder.*takes {2 * S} px"):
+        other.set_embedding(emb)
+    assert not other.is_image_set
+    wrong = ImageEmbedding(np.zeros((1, C + 1, GRID, GRID), np.float32), (48, 96), (32, 64), S)
+    with pytest.raises(InputError, match=r"features \(1, 5, 8, 8\).*makes \(1, 4, 8, 8\)"):
+        predictor.set_embedding(wrong)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"features": np.zeros((1, C, GRID, GRID))}, r"features: got float64 \(1, 4, 8, 8\)"),
+        ({"features": [[0.0]]}, "features: got list, expected a float32"),
+        ({"original_size": [48, 96]}, r"original_size: got \[48, 96\], expected \(height"),
+        ({"input_size": (32, 0)}, "input_size: got"),
+        ({"image_size": 0}, "image_size: got 0, expected a positive int"),
+        ({"input_size": (32, 63)}, r"input_size: got \(32, 63\), expected \(32, 64\)"),
+    ],
+)
+def test_image_embedding_checks_its_fields(fields: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {
+        "features": np.zeros((1, C, GRID, GRID), np.float32),
+        "original_size": (48, 96),
+        "input_size": (32, 64),
+        "image_size": S,
+    }
+    args.update(fields)
+    with pytest.raises(InputError, match=match):
+        ImageEmbedding(**args)
+
+
+def test_a_writeable_embedding_is_copied_read_only(predictor: Predictor) -> None:
+    features = np.ones((1, C, GRID, GRID), np.float32)
+    predictor.set_embedding(ImageEmbedding(features, (48, 96), (32, 64), S))
+    held = predictor.get_image_embedding()
+    assert not held.flags.writeable
+    assert features.flags.writeable  # the caller's array is left as it was
+    features[:] = 7.0
+    assert float(held.max()) == 1.0  # and changing it does not reach the predictor
+
+
+def test_image_embedding_is_public() -> None:
+    import samedge
+
+    assert samedge.ImageEmbedding is ImageEmbedding
+    assert "ImageEmbedding" in samedge.__all__
 
 
 # -- predict -------------------------------------------------------------------------------

@@ -64,6 +64,9 @@ class RunConfig:
         seed: Seed of the synthetic scene.
         tracker: Re-prompting and loss thresholds.
         reconnect: How a camera or stream that drops out is reopened.
+        overlap: Encode frame k+1 while frame k is decoded (see
+            :class:`~samedge.stream.Pipeline`); ``None`` for the default (on),
+            ``False`` runs the stages one after the other.
     """
 
     source: str | int | None = None
@@ -81,8 +84,11 @@ class RunConfig:
     seed: int = 0
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    overlap: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.overlap is not None and not isinstance(self.overlap, bool):
+            raise InputError(f"overlap: got {self.overlap!r}, expected True, False or None")
         if self.frames is not None and self.frames <= 0:
             raise InputError(f"frames: got {self.frames}, expected a positive int or None")
         if self.objects < 0:
@@ -125,6 +131,7 @@ class RunReport:
         iou_per_object: Mean IoU per object id.
         lost: Objects lost at the end of the run.
         interrupted: The run was ended by Ctrl-C or SIGTERM.
+        overlap: The encoder of the next frame ran while a frame was decoded.
     """
 
     model: str
@@ -140,6 +147,7 @@ class RunReport:
     iou_per_object: dict[int, float]
     lost: int
     interrupted: bool
+    overlap: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``samedge run --json``)."""
@@ -155,6 +163,12 @@ class RunReport:
             f"source:    {self.source}",
             f"backend:   {self.backend} ({self.backend_reason})",
             f"precision: {self.precision}, device {self.device}",
+            "pipeline:  "
+            + (
+                "encoder of frame k+1 overlapped with decoding frame k"
+                if self.overlap
+                else "sequential (encode, then decode, per frame)"
+            ),
             f"frames:    {s.frames} ({s.warmup} warm-up, untimed), then "
             f"{s.frames - s.warmup} in {s.elapsed_s:.2f} s -> {s.fps:.1f} FPS; "
             f"{self.objects} objects, {self.lost} lost, {s.dropped} frames dropped"
@@ -202,9 +216,10 @@ class TrackingEval:
         self.ious: dict[int, list[float]] = {oid: [] for oid in truth}
 
     def __call__(self, result: FrameResult) -> None:
-        scene = self.source.last_scene
-        if scene is None or self.source.last_frame_id != result.frame_id:
-            return  # a threaded run skipped ahead; no ground truth for this frame
+        # By id, not last_scene: an overlapped pipeline has already read the next frame.
+        scene = self.source.scene_of(result.frame_id)
+        if scene is None:
+            return  # a frame read too long ago; no ground truth for it
         index = {sid: k for k, sid in enumerate(scene.ids)}
         for oid, sid in self.truth.items():
             k = index.get(sid)
@@ -311,6 +326,7 @@ def _run(config: RunConfig, predictor: Predictor, source: FrameSource, reason: s
         sinks=sinks,
         max_frames=config.frames,
         annotate=config.output is not None,
+        overlap=config.overlap,
     )
     summary = pipeline.run()
     video = next((s for s in sinks if isinstance(s, VideoSink)), None)
@@ -329,4 +345,5 @@ def _run(config: RunConfig, predictor: Predictor, source: FrameSource, reason: s
         iou_per_object=evaluator.per_object() if evaluator else {},
         lost=sum(o.state is TrackState.LOST for o in objects.values()),
         interrupted=pipeline.interrupted,
+        overlap=pipeline.overlap,
     )

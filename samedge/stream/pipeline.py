@@ -15,7 +15,15 @@ callbacks), and ``latency``: capture to result, end to end.
 Live sources (cameras, URLs) are read by a :class:`LatestFrameReader` thread
 that keeps only the newest frame, so a slow model skips frames (counted as
 ``dropped``) instead of lagging. Files and the synthetic scene are read
-in-line, every frame, so runs are reproducible.
+every frame, none skipped, so runs are reproducible.
+
+With ``overlap`` (the default for a :class:`~samedge.Predictor`), one worker
+thread reads frame k+1 and runs its encoder (``Predictor.encode``) while the
+loop decodes, tracks, draws and hands out frame k; the loop then installs
+k+1's embedding (``Predictor.set_embedding``) before tracking it. Results
+still come in frame order and each frame is tracked on its own embedding.
+The ``capture`` and ``encoder`` timings are measured on the worker; the time
+a frame waits for the loop counts in its ``latency`` only.
 
 Example:
     >>> from samedge import Predictor
@@ -38,9 +46,10 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -59,9 +68,39 @@ LATENCY = "latency"
 
 
 class StreamPredictor(PredictorLike, Protocol):
-    """What the pipeline needs from a :class:`~samedge.Predictor`."""
+    """What the pipeline needs from a :class:`~samedge.Predictor`.
+
+    ``overlap`` also needs ``encode(image) -> embedding`` and
+    ``set_embedding(embedding)``, with ``encode`` safe to run on one thread
+    while another decodes (as :class:`~samedge.Predictor` guarantees).
+    """
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
+
+
+class _EncodingPredictor(Protocol):
+    """The split ``set_image`` that ``overlap`` uses (see :meth:`samedge.Predictor.encode`)."""
+
+    def encode(self, image: np.ndarray, image_format: str = "RGB") -> Any: ...
+
+    def set_embedding(self, embedding: Any) -> None: ...
+
+
+def _can_overlap(predictor: object) -> bool:
+    return callable(getattr(predictor, "encode", None)) and callable(
+        getattr(predictor, "set_embedding", None)
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Encoded:
+    """A frame read and encoded on the worker, waiting for the loop."""
+
+    frame: Frame
+    embedding: Any
+    started: float  # perf_counter before the read: the frame's capture start
+    capture: float  # seconds reading
+    encoder: float  # seconds encoding
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,7 +288,8 @@ class Pipeline:
     Iterate it for :class:`FrameResult` objects, or call :meth:`run` to
     drive it to the end. Closing the pipeline (``with`` block, :meth:`close`,
     the end of iteration) closes the source and the sinks and joins the
-    capture thread; the predictor belongs to the caller and stays open.
+    capture and encoder threads; the predictor belongs to the caller and
+    stays open.
 
     Args:
         source: Where frames come from; owned by the pipeline.
@@ -263,6 +303,12 @@ class Pipeline:
             :class:`~samedge.stream.VideoSink`).
         threaded: Read the source in a capture thread keeping only the newest
             frame; ``None`` does so for live sources only.
+        overlap: Read and encode frame k+1 on a worker thread while frame k is
+            decoded, drawn and sunk; ``None`` does so whenever the predictor
+            has ``encode``/``set_embedding`` (a :class:`~samedge.Predictor`),
+            ``False`` runs every stage in the loop's thread, one after the
+            other. The source must return a new array for every frame (every
+            built-in source does), since frame k+1 is read while k is in use.
         stats_window: Timing samples kept per stage.
         warmup: First frames left out of the timings (see :class:`Stats`).
 
@@ -282,6 +328,7 @@ class Pipeline:
         max_frames: int | None = None,
         annotate: bool = True,
         threaded: bool | None = None,
+        overlap: bool | None = None,
         stats_window: int = 10_000,
         warmup: int = 1,
     ) -> None:
@@ -292,6 +339,14 @@ class Pipeline:
             )
         if max_frames is not None and max_frames <= 0:
             raise InputError(f"max_frames: got {max_frames}, expected a positive int or None")
+        if overlap is not None and not isinstance(overlap, bool):
+            raise InputError(f"overlap: got {overlap!r}, expected True, False or None")
+        if overlap and not _can_overlap(predictor):
+            raise InputError(
+                f"overlap=True: the predictor ({type(predictor).__name__}) has no "
+                "encode(image) / set_embedding(embedding); pass a samedge.Predictor, or "
+                "overlap=None or False"
+            )
         self.source = source
         self.predictor = predictor
         self.tracker = tracker
@@ -299,9 +354,19 @@ class Pipeline:
         self.max_frames = max_frames
         self.annotate = annotate
         self.threaded = source.live if threaded is None else threaded
+        # On by default because it is safe: the worker runs only predictor.encode
+        # (the encoder's backend object) and reads the source, the loop only
+        # set_embedding and the tracker's predict_batch (the decoder's backend
+        # object), one frame ahead at most. So no backend object, and no
+        # source, is ever used from two threads at once, which is all a backend
+        # asks ("one instance serves one thread at a time"; TensorRT makes its
+        # CUDA context current per call). A predictor without the split API
+        # can only run sequentially.
+        self.overlap = _can_overlap(predictor) if overlap is None else overlap
         self.stats = Stats(stats_window, warmup)
         self.interrupted = False
         self._stop = threading.Event()
+        self._worker: ThreadPoolExecutor | None = None
         self._reader: LatestFrameReader | None = None
         self._started = False
         self._closed = False
@@ -336,22 +401,69 @@ class Pipeline:
                 return self._reader.read(timeout=0)
         return None
 
-    def _loop(self) -> Iterator[FrameResult]:
-        if self.threaded:
-            self._reader = LatestFrameReader(self.source)
-        count = 0
-        while not self._stop.is_set():
-            if self.max_frames is not None and count >= self.max_frames:
-                break
+    def _read_and_encode(self) -> _Encoded | None:
+        """Read the next frame and compute its embedding (on the worker thread)."""
+        t0 = time.perf_counter()
+        frame = self._read()
+        if frame is None:
+            return None
+        t1 = time.perf_counter()
+        embedding = cast(_EncodingPredictor, self.predictor).encode(frame.image)
+        return _Encoded(frame, embedding, t0, t1 - t0, time.perf_counter() - t1)
+
+    def _ahead(self) -> Future[_Encoded | None] | None:
+        """Start reading and encoding the next frame; ``None`` once closed."""
+        if self._worker is None or self._stop.is_set():
+            return None
+        try:
+            return self._worker.submit(self._read_and_encode)
+        except RuntimeError:  # close() shut the worker down from another thread
+            return None
+
+    def _next(self, ahead: Future[_Encoded | None] | None) -> _Encoded | None:
+        """The next frame with its embedding installed in the predictor."""
+        if self._worker is None:
             t0 = time.perf_counter()
             frame = self._read()
             if frame is None:
-                break
+                return None
             t1 = time.perf_counter()
             self.predictor.set_image(frame.image)
-            t2 = time.perf_counter()
+            return _Encoded(frame, None, t0, t1 - t0, time.perf_counter() - t1)
+        if ahead is None:  # the first frame: nothing to overlap with yet
+            ahead = self._ahead()
+            if ahead is None:
+                return None
+        try:
+            # Re-raises what the worker raised (a source or encoder error) here.
+            item = ahead.result()
+        except CancelledError:  # close() from another thread cancelled it
+            return None
+        if item is not None:
+            cast(_EncodingPredictor, self.predictor).set_embedding(item.embedding)
+        return item
+
+    def _loop(self) -> Iterator[FrameResult]:
+        if self.threaded:
+            self._reader = LatestFrameReader(self.source)
+        if self.overlap:
+            # One worker: frames are encoded one at a time, in order, by one thread.
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samedge-encode")
+        count = 0
+        ahead: Future[_Encoded | None] | None = None
+        while not self._stop.is_set():
+            if self.max_frames is not None and count >= self.max_frames:
+                break
+            item = self._next(ahead)
+            if item is None:
+                break
+            frame = item.frame
+            # Frame k+1 is read and encoded while this one is decoded, drawn and
+            # sunk. Never past max_frames: a frame read then would be thrown away.
+            last = self.max_frames is not None and count + 1 >= self.max_frames
+            ahead = None if last else self._ahead()
             objects: Mapping[int, TrackedObject] = {}
-            timings = {"capture": t1 - t0, "encoder": t2 - t1}
+            timings = {"capture": item.capture, "encoder": item.encoder}
             if self.tracker is not None:
                 objects = self.tracker.step(self.predictor)
                 timings.update(self.tracker.last_timings)
@@ -371,9 +483,11 @@ class Pipeline:
             t5 = time.perf_counter()
             timings["sinks"] = t5 - t4
             # Live frames carry their capture time (time.monotonic()); for the
-            # others the frame was "captured" when we read it.
-            timings[LATENCY] = time.monotonic() - frame.timestamp if self.source.live else t5 - t0
-            self.stats.record(timings, started=t0, ended=t5)
+            # others the frame was "captured" when its read began.
+            timings[LATENCY] = (
+                time.monotonic() - frame.timestamp if self.source.live else t5 - item.started
+            )
+            self.stats.record(timings, started=item.started, ended=t5)
             count += 1
             yield result
 
@@ -396,12 +510,19 @@ class Pipeline:
         return self.stats.summary()
 
     def close(self) -> None:
-        """Stop the capture thread, close the source and the sinks; idempotent."""
+        """Stop and join the encoder and capture threads, close the source and the
+        sinks; idempotent. A frame already read ahead is discarded (not counted as
+        dropped: it was never replaced by a newer one)."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         errors: list[BaseException] = []
+        if self._worker is not None:
+            # Before the source closes: the worker may be reading it. It ends soon,
+            # since a threaded read gives up once stop is set, and what it was
+            # doing (one read, one encode) is discarded with its future.
+            self._worker.shutdown(wait=True, cancel_futures=True)
         try:
             if self._reader is not None:
                 self._reader.close()

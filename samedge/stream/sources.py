@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "RECENT_SCENES",
     "Frame",
     "FrameSource",
     "ImageFolderSource",
@@ -59,6 +60,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+#: Frames whose ground truth :meth:`SyntheticSource.scene_of` still finds; a
+#: pipeline reads at most one frame ahead, a few more cost little memory.
+RECENT_SCENES = 8
 # A URL that does not answer should fail in seconds, not hang the CLI.
 _OPEN_TIMEOUT_MS = 10_000
 _READ_TIMEOUT_MS = 10_000
@@ -162,8 +166,9 @@ class SyntheticSource(FrameSource):
 
     Ground truth travels with it: :attr:`last_scene` is the :class:`Scene`
     (image, instance masks, stable object ids) of the frame last read, which
-    the demo uses to click objects and to measure tracking IoU, and
-    :attr:`last_frame_id` the id of that frame.
+    the demo uses to click objects, and :attr:`last_frame_id` the id of that
+    frame; :meth:`scene_of` looks up a recently read frame by id, for code
+    that sees a frame after the next one was read (a pipeline reading ahead).
 
     Args:
         seed: Scene seed; the same seed gives the same frames.
@@ -210,12 +215,22 @@ class SyntheticSource(FrameSource):
         )
         self.last_scene: Scene | None = None
         self.last_frame_id: int | None = None
+        # Read on one thread, looked up on another (a pipeline's encoder worker
+        # reads while its loop scores the frame before): a lock keeps them apart.
+        self._recent: collections.OrderedDict[int, Scene] = collections.OrderedDict()
+        self._recent_lock = threading.Lock()
         self._t = 0
         self._start: float | None = None
 
     def scene_at(self, index: int) -> Scene:
         """Ground truth of the scene's ``index``-th frame (independent of reading)."""
         return self.scene.frame(index)
+
+    def scene_of(self, frame_id: int) -> Scene | None:
+        """Ground truth of the frame read with ``frame_id``, if it is among the last
+        :data:`RECENT_SCENES` read; ``None`` otherwise."""
+        with self._recent_lock:
+            return self._recent.get(frame_id)
 
     def _read(self) -> tuple[np.ndarray, float] | None:
         if self.num_frames is not None and self._t >= self.num_frames:
@@ -233,6 +248,10 @@ class SyntheticSource(FrameSource):
         scene = self.scene.frame(self._t)
         self.last_scene = scene
         self.last_frame_id = self._next_id
+        with self._recent_lock:
+            self._recent[self._next_id] = scene
+            while len(self._recent) > RECENT_SCENES:
+                self._recent.popitem(last=False)
         timestamp = time.monotonic() if self.live else self._next_id / self._fps
         self._t += 1
         return scene.image, timestamp

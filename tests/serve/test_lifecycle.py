@@ -43,6 +43,9 @@ def test_start_stop_repeatedly_leaks_no_threads(reduced_model):
             names = ours()
             for name in ("samedge-serve-pipeline", "samedge-serve-broadcast"):
                 assert name in names
+            # The pipeline encodes the next frame on its worker while it decodes this one.
+            assert server.service._pipeline.overlap
+            assert "samedge-encode_0" in names
         assert ours() == before
         assert server.service.state == "stopped"
         with pytest.raises(httpx.ConnectError):

@@ -164,7 +164,13 @@ def test_leaving_the_loop_releases_the_camera(predictor):
     with samedge.stream(source, model=predictor) as s:
         it = iter(s)
         next(it)
-        assert threading.active_count() == baseline + 1  # the capture thread
+        # The capture thread, and the worker encoding the next frame meanwhile.
+        assert s.pipeline.overlap
+        names = sorted(
+            t.name.split("_")[0] for t in threading.enumerate() if t.name.startswith("samedge-")
+        )
+        assert threading.active_count() == baseline + 2, threading.enumerate()
+        assert names == ["samedge-capture", "samedge-encode"]
     assert source.closed
     assert threading.active_count() == baseline
     del it

@@ -6,15 +6,19 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Callable, Mapping
 
 import cv2
+import numpy as np
 import pytest
 
-from samedge.errors import InputError
+from samedge.errors import ImageError, InputError, SourceError
 from samedge.stream import (
     STAGES,
     CallbackSink,
     FrameResult,
+    FrameSource,
+    ImageFolderSource,
     Pipeline,
     RunConfig,
     SyntheticSource,
@@ -89,19 +93,23 @@ def test_encoder_only_without_tracker(predictor):
     assert results[1].timings["decoder"] == 0.0
 
 
-def test_live_source_start_stop_repeatedly_leaks_no_threads(predictor):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_live_source_start_stop_repeatedly_leaks_no_threads(predictor, overlap):
     baseline = threading.active_count()
     for _ in range(4):
         source = SyntheticSource(seed=0, size=SMALL, fps=200.0, realtime=True)
-        pipe = Pipeline(source, predictor, clicked_tracker(source, 1), max_frames=3)
+        pipe = Pipeline(
+            source, predictor, clicked_tracker(source, 1), max_frames=3, overlap=overlap
+        )
         assert pipe.threaded
+        assert pipe.overlap is overlap
         summary = pipe.run()
         assert summary.frames == 3
         assert source.closed
         assert threading.active_count() == baseline
     # Stopped from elsewhere (a web handler, a ROS callback) mid-stream.
     source = SyntheticSource(seed=0, size=SMALL, fps=200.0, realtime=True)
-    pipe = Pipeline(source, predictor, None)
+    pipe = Pipeline(source, predictor, None, overlap=overlap)
     pipe.sinks.append(CallbackSink(lambda result: pipe.stop()))
     assert pipe.run().frames == 1
     assert not pipe.interrupted
@@ -213,3 +221,224 @@ def test_run_demo_needs_prompts_off_the_synthetic_scene(reduced_model, tmp_path)
     assert report.objects == 2
     assert report.mean_iou is None
     assert report.output is None
+
+
+# -- overlap: frame k+1 encoded while frame k is decoded ---------------------------------------
+
+
+class BackendCalls:
+    """Wraps one backend object's infer(): which threads ran it, and whether two ever
+    ran it at the same time (they must not: one instance serves one thread at a time)."""
+
+    def __init__(self, backend: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.threads: set[str] = set()
+        self.concurrent = False
+        self._active = 0
+        self._lock = threading.Lock()
+        infer = backend.infer  # type: ignore[attr-defined]
+
+        def guarded(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            with self._lock:
+                self._active += 1
+                self.concurrent |= self._active > 1
+                self.threads.add(threading.current_thread().name)
+            try:
+                return infer(feeds)
+            finally:
+                with self._lock:
+                    self._active -= 1
+
+        monkeypatch.setattr(backend, "infer", guarded)
+
+
+def synthetic_source() -> FrameSource:
+    return SyntheticSource(seed=2, size=SMALL, num_objects=3)
+
+
+def folder_source(folder) -> Callable[[], FrameSource]:
+    scene = SyntheticSource(seed=3, size=SMALL, num_objects=3)
+    for i in range(6):
+        image = scene.read().image
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return lambda: ImageFolderSource(folder)
+
+
+def run_once(predictor, make_source, overlap, max_frames=None):
+    """Results, per-frame embeddings the tracker decoded on, and the stats of one run."""
+    source = make_source()
+    tracker = Tracker(PERMISSIVE)
+    first = SyntheticSource(seed=2, size=SMALL, num_objects=3).scene_at(0)
+    for _, (x, y) in click_points(first.masks, first.ids, 2, min_area=20):
+        tracker.add(point_coords=[[x, y]])
+    embeddings: dict[int, np.ndarray] = {}
+
+    def note(result: FrameResult) -> None:
+        # Runs after the tracker, in the loop: the embedding it decoded on.
+        embeddings[result.frame_id] = predictor.get_image_embedding()
+
+    pipe = Pipeline(
+        source,
+        predictor,
+        tracker,
+        sinks=[CallbackSink(note)],
+        max_frames=max_frames,
+        overlap=overlap,
+        annotate=True,
+    )
+    results = list(pipe)
+    return pipe, source, results, embeddings
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "folder"])
+def test_overlap_gives_the_sequential_results(predictor, monkeypatch, tmp_path, kind):
+    make = synthetic_source if kind == "synthetic" else folder_source(tmp_path)
+    frames = 5 if kind == "synthetic" else None  # the folder: until it ends (6 frames)
+    _, _, expected, expected_emb = run_once(predictor, make, False, frames)
+    encoder = BackendCalls(predictor._encoder, monkeypatch)
+    decoder = BackendCalls(predictor._decoder, monkeypatch)
+    pipe, source, results, embeddings = run_once(predictor, make, True, frames)
+    assert pipe.overlap
+    n = 5 if kind == "synthetic" else 6
+    assert [r.frame_id for r in results] == [r.frame_id for r in expected] == list(range(n))
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got.image, want.image)
+        # Each frame was tracked on its own embedding, not the one read ahead.
+        np.testing.assert_array_equal(embeddings[got.frame_id], expected_emb[want.frame_id])
+        assert set(got.objects) == set(want.objects) == {1, 2}
+        for oid, obj in got.objects.items():
+            ref = want.objects[oid]
+            assert obj.state is ref.state
+            assert obj.score == ref.score
+            assert obj.box == ref.box
+            np.testing.assert_array_equal(obj.mask, ref.mask)
+        assert set(got.timings) == {*STAGES, "latency"}
+        assert all(v >= 0 for v in got.timings.values())
+    # The encoder ran on the worker only, the decoder in the loop only, never twice at once.
+    assert encoder.threads == {"samedge-encode_0"}
+    assert decoder.threads == {threading.current_thread().name}
+    assert not encoder.concurrent
+    assert not decoder.concurrent
+    summary = pipe.stats.summary()
+    assert (summary.frames, summary.dropped) == (n, 0)
+    assert all(stage.count == n - 1 for stage in summary.stages)  # the warm-up frame untimed
+    assert source.closed
+    if kind == "synthetic":
+        assert source.last_frame_id == 4  # nothing was read past max_frames
+
+
+def test_overlap_default_and_arguments(predictor):
+    class SetImageOnly:
+        """A predictor-like without encode/set_embedding: sequential only."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def set_image(self, image, image_format="RGB"):
+            self.inner.set_image(image, image_format)
+
+        @property
+        def original_size(self):
+            return self.inner.original_size
+
+        def predict_batch(self, prompts, multimask_output=True, return_logits=False):
+            return self.inner.predict_batch(prompts, multimask_output, return_logits)
+
+    source = SyntheticSource(seed=0, size=SMALL)
+    assert Pipeline(source, predictor).overlap is True
+    assert Pipeline(source, predictor, overlap=False).overlap is False
+    duck = SetImageOnly(predictor)
+    pipe = Pipeline(source, duck, clicked_tracker(source, 1), max_frames=2)
+    assert pipe.overlap is False
+    assert [r.frame_id for r in pipe] == [0, 1]
+    with pytest.raises(InputError, match=r"overlap=True: the predictor \(SetImageOnly\) has no"):
+        Pipeline(SyntheticSource(size=SMALL), duck, overlap=True)
+    with pytest.raises(InputError, match="overlap: got 'yes', expected True, False or None"):
+        Pipeline(SyntheticSource(size=SMALL), predictor, overlap="yes")  # type: ignore[arg-type]
+
+
+class FailingSource(FrameSource):
+    """The synthetic scene, until frame ``fail_at``: a float frame, or a read error."""
+
+    def __init__(self, fail_at: int, how: str) -> None:
+        super().__init__()
+        self.description = f"failing at {fail_at}"
+        self.scene = SyntheticSource(seed=0, size=SMALL)
+        self.fail_at = fail_at
+        self.how = how
+
+    def _read(self):
+        frame = self.scene.read()
+        if frame.frame_id == self.fail_at:
+            if self.how == "read":
+                raise SourceError("camera 7: unplugged; plug it back in")
+            return frame.image.astype(np.float32), frame.timestamp
+        return frame.image, frame.timestamp
+
+
+@pytest.mark.parametrize(("how", "error"), [("frame", ImageError), ("read", SourceError)])
+def test_worker_errors_surface_in_the_loop_as_themselves(predictor, how, error):
+    baseline = threading.active_count()
+    outcomes = []
+    for overlap in (False, True):
+        source = FailingSource(3, how)
+        pipe = Pipeline(source, predictor, clicked_tracker(source.scene, 1), overlap=overlap)
+        got = []
+        with pytest.raises(error) as info:
+            got.extend(result.frame_id for result in pipe)  # keeps those before the error
+        assert info.type is error
+        outcomes.append((got, str(info.value)))
+        assert source.closed
+        assert threading.active_count() == baseline
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == [0, 1, 2]
+    assert ("camera 7" if how == "read" else "dtype float32") in outcomes[0][1]
+
+
+def test_leaving_an_overlapped_loop_joins_the_worker(predictor):
+    baseline = threading.active_count()
+    source = SyntheticSource(seed=0, size=SMALL)
+    pipe = Pipeline(source, predictor, clicked_tracker(source, 1), overlap=True)
+    for result in pipe:
+        # Non-live: no capture thread, only the worker, already reading the next frame.
+        names = [t.name for t in threading.enumerate() if t.name.startswith("samedge-")]
+        assert names == ["samedge-encode_0"]
+        if result.frame_id == 2:
+            break
+    assert source.closed
+    assert threading.active_count() == baseline
+    # Stopped from a sink: the frame read ahead meanwhile is discarded, not yielded.
+    source = SyntheticSource(seed=0, size=SMALL)
+    pipe = Pipeline(source, predictor, None, overlap=True)
+    pipe.sinks.append(CallbackSink(lambda result: pipe.stop()))
+    summary = pipe.run()
+    assert (summary.frames, summary.dropped) == (1, 0)
+    assert source.closed
+    assert threading.active_count() == baseline
+
+
+def test_run_demo_overlapped_and_sequential_agree(reduced_model):
+    reports = [
+        run_demo(
+            RunConfig(
+                model=reduced_model,
+                backend="onnxruntime",
+                frames=4,
+                objects=2,
+                output=None,
+                tracker=PERMISSIVE,
+                overlap=overlap,
+            )
+        )
+        for overlap in (False, None)
+    ]
+    sequential, overlapped = reports
+    assert (sequential.overlap, overlapped.overlap) == (False, True)
+    assert "pipeline:  sequential" in sequential.format()
+    assert "pipeline:  encoder of frame k+1 overlapped" in overlapped.format()
+    # Scored against the right frame's ground truth although the next one was read.
+    assert overlapped.mean_iou is not None
+    assert overlapped.mean_iou == sequential.mean_iou
+    assert overlapped.iou_per_object == sequential.iou_per_object
+    assert overlapped.stats.frames == 4
+    with pytest.raises(InputError, match="overlap: got 1"):
+        RunConfig(overlap=1)  # type: ignore[arg-type]

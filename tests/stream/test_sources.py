@@ -12,6 +12,7 @@ import pytest
 
 from samedge.errors import ImageError, InputError
 from samedge.stream.sources import (
+    RECENT_SCENES,
     FrameSource,
     ImageFolderSource,
     LatestFrameReader,
@@ -44,6 +45,22 @@ def test_synthetic_is_deterministic_and_carries_ground_truth():
         np.testing.assert_array_equal(x.image, y.image)
     assert not np.array_equal(a[0].image, c[0].image)
     assert not np.array_equal(a[0].image, a[2].image)  # it moves
+
+
+def test_synthetic_ground_truth_of_recent_frames_by_id():
+    """A pipeline that reads ahead scores frame k after frame k+1 was read."""
+    with SyntheticSource(seed=1, size=SMALL, num_objects=3, num_frames=4, loop=True) as src:
+        frames = [src.read() for _ in range(RECENT_SCENES + 2)]
+        assert src.scene_of(frames[-1].frame_id) is src.last_scene
+        for frame in frames[2:]:
+            scene = src.scene_of(frame.frame_id)
+            assert scene is not None
+            np.testing.assert_array_equal(scene.image, frame.image)
+        # Looping: frame 5 shows the scene's frame 1 again.
+        np.testing.assert_array_equal(src.scene_of(5).masks, src.scene_at(1).masks)
+        assert src.scene_of(0) is None  # older than the last RECENT_SCENES
+        assert src.scene_of(1) is None
+        assert src.scene_of(99) is None
 
 
 def test_synthetic_loop_and_scene_at():
@@ -187,6 +204,14 @@ def test_jetson_csi_pipeline():
         jetson_csi_pipeline(width=0)
     with pytest.raises(InputError, match="sensor_id"):
         jetson_csi_pipeline(sensor_id=-1)
+
+
+def test_jetson_csi_pipeline_is_public():
+    # README and `--source` help tell users to call it as samedge.stream.jetson_csi_pipeline.
+    import samedge
+
+    assert samedge.stream.jetson_csi_pipeline is jetson_csi_pipeline
+    assert "jetson_csi_pipeline" in samedge.stream.__all__
 
 
 class CountingSource(FrameSource):
