@@ -7,7 +7,8 @@ with a 4xx status that says what was wrong):
 ``GET /``                   the click-to-segment page (HTML, self-contained)
 ``GET /health``             ``{"status": "ok", ...}``; 503 when the pipeline is not running
                             or its camera dropped out (``"status": "reconnecting"``).
-                            Never needs the token (liveness probes) and reveals no details
+                            Needs the token like every endpoint when one is set (a probe
+                            sends ``Authorization: Bearer TOKEN``); reveals no details
                             beyond the pipeline and source state.
 ``GET /metrics``            Prometheus text format
 ``GET /api/info``           model, backend, precision, device, source, frame size, limits
@@ -32,7 +33,7 @@ messages: ``{"op": "add" | "update" | "patch" | "remove" | "clear", "id": ...,
 "points": ..., "labels": ..., "box": ..., "request_id": ...}``, answered by
 ``{"type": "reply", ...}`` or ``{"type": "error", "status": ..., "error": ...}``.
 
-Safety: with a token configured every endpoint but ``/health`` needs
+Safety: with a token configured every endpoint, ``/health`` included, needs
 ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (browsers cannot set
 headers on a WebSocket or a page load), compared in constant time. Request
 bodies and WebSocket messages are bounded (``max_body_bytes``); ``Host``
@@ -77,7 +78,6 @@ __all__ = ["create_app", "parse_prompt"]
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/health",)
 _ID_RE = re.compile(r"^[1-9][0-9]{0,8}$")
 _PROMPT_KEYS = ("points", "labels", "box")
 # A bound on anything echoed back into a message (request ids, op names).
@@ -248,8 +248,10 @@ class _Guard:
         origin = headers.get("origin")
         if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
             return 403, f"cross-origin request from {_short(origin)} refused"
-        path = scope.get("path", "")
-        if self.token_digest is not None and path not in OPEN_PATHS:
+        # No path is exempt, /health included (issue #6: "required on every endpoint"):
+        # its answer tells whoever asks that a camera is served here and whether it is
+        # up. A liveness probe sends the header like any other client.
+        if self.token_digest is not None:
             given = _given_token(scope, headers)
             if given is None or not hmac.compare_digest(_digest(given), self.token_digest):
                 return 401, (

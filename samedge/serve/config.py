@@ -41,7 +41,7 @@ class ServeConfig:
         host: Interface to bind; loopback by default, so nothing outside this
             machine can connect unless asked for.
         port: TCP port; 0 picks a free one.
-        token: When set, every endpoint but ``/health`` requires it
+        token: When set, every endpoint, ``/health`` included, requires it
             (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``).
         allowed_hosts: ``Host`` header names accepted (against DNS
             rebinding); ``None``: the loopback names when bound to loopback,

@@ -161,6 +161,9 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Page]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # Chromium puts its singleton socket folder (org.chromium.Chromium.*) in TMPDIR
+        # and leaves it behind when terminated: keep it in the profile, removed below.
+        env={**os.environ, "TMPDIR": str(profile)},
     )
     try:
         port_file = profile / "DevToolsActivePort"

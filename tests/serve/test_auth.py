@@ -11,7 +11,8 @@ from samedge.serve import ServeConfig
 from tests.serve.conftest import make_config, running_client
 
 TOKEN = "s3cret-Token_123"
-PROTECTED = ["/", "/metrics", "/api/info", "/api/objects", "/api/objects/1"]
+# Every endpoint, /health included (issue #6: the token is required on every endpoint).
+PROTECTED = ["/", "/health", "/metrics", "/api/info", "/api/objects", "/api/objects/1"]
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def guarded(reduced_model):
 
 
 @pytest.mark.parametrize("path", PROTECTED)
-def test_token_required_everywhere_but_health(guarded: TestClient, path):
+def test_token_required_on_every_endpoint(guarded: TestClient, path):
     r = guarded.get(path)
     assert r.status_code == 401, r.text
     assert "token" in r.json()["error"]
@@ -42,8 +43,17 @@ def test_writes_need_the_token(guarded: TestClient):
     assert r.status_code == 201
 
 
-def test_health_stays_open(guarded: TestClient):
+def test_health_needs_the_token_when_set(guarded: TestClient):
     r = guarded.get("/health")
+    assert r.status_code == 401, r.text
+    assert "status" not in r.json()  # nothing about the pipeline leaks without the token
+    r = guarded.get("/health", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+
+
+def test_health_open_without_a_token(client: TestClient):
+    r = client.get("/health")
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
 
