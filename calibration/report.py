@@ -293,8 +293,10 @@ class BuildReport:
         precision: ``"fp16"``, ``"int8"`` or ``"fp32"`` (``auto`` found nothing faster).
         decoder_precision: ``"fp32"`` or ``"fp16"``.
         passed: The gate's verdict.
-        gate: Thresholds used.
-        gate_reasons: Missed thresholds (empty when passed).
+        gate: Thresholds in effect, ``applied`` (``"fp32"`` or
+            ``"ground_truth"``: which gate decided) and ``why``.
+        gate_reasons: Missed thresholds, or on a pass notes (FP32 thresholds
+            a ground-truth-gated build missed, which are reported, not gating).
         fidelity: The build against FP32.
         calibration: Settings: source, frames, method, seeds, versions.
         fp16_blocked: For FP16 graphs, reason -> nodes kept in FP32, per graph.
@@ -347,6 +349,20 @@ class BuildReport:
             "seconds": round(self.seconds, 2),
         }
 
+    def _gate_line(self) -> str:
+        gate = self.gate
+        fp32 = f"mean IoU >= {gate['min_mean_iou']:g}, p5 IoU >= {gate['min_p5_iou']:g}"
+        if gate.get("applied") == "ground_truth":
+            line = (
+                f"  gate: ground truth, mIoU within {gate['max_gt_miou_drop']:g} of fp32's for "
+                f"every prompt type ({gate.get('why')}; vs fp32 thresholds {fp32})"
+            )
+        else:
+            line = f"  gate: vs fp32, {fp32}" + (f" ({gate['why']})" if gate.get("why") else "")
+        if self.gate_reasons:
+            line += f"; {'notes' if self.passed else 'missed'}: {'; '.join(self.gate_reasons)}"
+        return line
+
     def summary(self) -> str:
         """The lines ``samedge build`` prints."""
         verdict = "PASSED" if self.passed else "FAILED"
@@ -355,13 +371,7 @@ class BuildReport:
             f"-> {self.output}  [gate {verdict}]",
             f"  vs fp32: {self.fidelity.line()}",
             f"  mask IoU by fp32 mask size: {self.fidelity.size_line()}",
-            f"  gate: mean IoU >= {self.gate['min_mean_iou']:g}, "
-            f"p5 IoU >= {self.gate['min_p5_iou']:g}"
-            + (
-                f"; {'notes' if self.passed else 'missed'}: {'; '.join(self.gate_reasons)}"
-                if self.gate_reasons
-                else ""
-            ),
+            self._gate_line(),
         ]
         cal = self.calibration
         if cal.get("method"):

@@ -3,13 +3,20 @@
 Nothing a user had is lost or half-replaced: every file is written under a
 temporary name in the same directory and renamed into place, and a directory
 of outputs is assembled beside its destination and swapped in at the end.
+
+A process killed outright (SIGKILL, power loss) cannot remove its hidden
+staging entries (``.OUT.xxxxxxxx.partial`` and the like); :func:`claim_output`
+lets the next writer of the same output sweep them, and tells a dead writer's
+entries from a live one's by a lock the kernel releases when its holder dies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +24,24 @@ from pathlib import Path
 
 from samedge.errors import InputError, OutputExistsError
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; see claim_output
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "claim_output",
+    "sha256_file",
+]
+
+log = logging.getLogger(__name__)
+
+# tempfile's random part: 8 characters from [a-z0-9_], never a dot, so an
+# entry of output "a" never matches one of output "a.b" (".a.b.xxxxxxxx.work").
+_RANDOM = r"[a-z0-9_]{8}"
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -115,3 +139,95 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _staging_entries(out: Path) -> list[Path]:
+    """Hidden entries beside ``out`` that samedge's writers of ``out`` create and remove.
+
+    ``.OUT.<random>.work`` (a build's scratch), ``.partial`` and ``.old``
+    (:func:`atomic_directory`), ``.OUT.failed-report.json.<random>.tmp``
+    (:func:`atomic_write_bytes` of a build's failed report).
+    """
+    name = re.escape(out.name)
+    folder = re.compile(rf"\.{name}\.{_RANDOM}\.(work|partial|old)")
+    report = re.compile(rf"\.{name}\.failed-report\.json\.{_RANDOM}\.tmp")
+    try:
+        children = list(out.parent.iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(
+        p
+        for p in children
+        if (folder.fullmatch(p.name) and p.is_dir() and not p.is_symlink())
+        or (report.fullmatch(p.name) and p.is_file())
+    )
+
+
+def _sweep(out: Path) -> None:
+    for entry in _staging_entries(out):
+        if entry.name.endswith(".old") and (entry / out.name).is_dir() and not out.exists():
+            # Killed between atomic_directory's two renames: the previous
+            # output is in here and nothing replaced it; put it back.
+            os.replace(entry / out.name, out)
+            log.warning("restored %s, which a killed build had moved aside", out)
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        log.info("removed %s, left by a build that was killed", entry)
+
+
+@contextlib.contextmanager
+def claim_output(out: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``out`` for one writer, after removing what a killed writer left beside it.
+
+    The claim is an exclusive ``flock`` on ``.OUT.lock`` beside ``out``, held
+    for the block and removed after it. The kernel drops a lock when its
+    process dies, however it dies, so a lock that can be taken means every
+    staging entry of ``out`` (:func:`_staging_entries`) belongs to a dead
+    writer and is swept; a pid in the file would be reused and say nothing
+    reliable. Where ``fcntl`` is missing (Windows), nothing is claimed or swept.
+
+    Raises:
+        OutputExistsError: another live process holds ``out`` (names its pid).
+        InputError: the parent of ``out`` cannot be created or written.
+    """
+    out = Path(out)
+    _check_writable_parent(out)
+    if fcntl is None:
+        log.debug("no fcntl here: %s is not locked, stale staging is not swept", out)
+        yield
+        return
+    lock = out.with_name(f".{out.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise OutputExistsError(
+                f"output {out}: another samedge build (pid {owner}) is writing it; wait "
+                "for it to finish or choose another path"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The previous holder removes the file before unlocking it, so the file
+        # locked here may already be unlinked; only the one at the path counts.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _sweep(out)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
