@@ -60,6 +60,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -84,6 +85,7 @@ __all__ = [
     "evaluate_fidelity",
     "evaluate_predictor",
     "heldout_scenes",
+    "save_eval",
 ]
 
 log = logging.getLogger(__name__)
@@ -365,6 +367,49 @@ class EvalReport:
             "by_size": {k: {b: clean(v) for b, v in d.items()} for k, d in self.by_size.items()},
             "seconds": round(self.seconds, 2),
         }
+
+
+def save_eval(data: Mapping[str, Any], path: str | os.PathLike[str], *, command: str) -> Path:
+    """Write an evaluation's numbers to ``path`` as JSON, atomically, with their provenance.
+
+    ``data`` is a report's ``to_dict()`` (what ``samedge eval --json``
+    prints); the file holds it plus ``command`` (what reproduces it),
+    ``samedge`` (the version) and ``timestamp`` (UTC), so a number quoted
+    from the file comes with the command that made it. README's samedge-tiny
+    table is generated from such a file (:mod:`samedge.bench.readme`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        InputError: ``path`` is a directory, or ``data`` already has one of
+            the provenance keys.
+
+    Example:
+        >>> report = evaluate("samedge_tiny", config=EvalConfig(scenes=3))    # doctest: +SKIP
+        >>> command = "samedge eval samedge_tiny --scenes 3 --output eval.json"
+        >>> save_eval(report.to_dict(), "eval.json", command=command)        # doctest: +SKIP
+    """
+    import datetime as dt
+    import json
+
+    from samedge._io import atomic_write_text
+    from samedge._version import __version__
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--output: {path} is a directory, expected a JSON file path")
+    clash = sorted({"command", "samedge", "timestamp"} & set(data))
+    if clash:
+        raise InputError(f"save_eval: data already has {clash}; pass a report's to_dict()")
+    record = {
+        **data,
+        "command": command,
+        "samedge": __version__,
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return path
 
 
 def heldout_scenes(config: EvalConfig | None = None) -> tuple[list[Scene], bool]:

@@ -243,3 +243,47 @@ def test_sample_validates() -> None:
         Sample(image, masks, np.zeros((2, 4)), np.ones(1))
     with pytest.raises(InputError, match="protocol"):
         EvalConfig(protocol="samedge")  # type: ignore[arg-type]
+
+
+def test_save_eval_writes_the_json_schema_with_provenance(tmp_path) -> None:
+    import json
+
+    from samedge.evaluate import save_eval
+
+    report = EvalReport(
+        miou={"click": 0.5, "box": 0.75},
+        by_size={"click": dict.fromkeys(("small", "medium", "large"), 0.5),
+                 "box": {"small": math.nan, "medium": 0.7, "large": 0.8}},
+        counts={"small": 0, "medium": 1, "large": 1},
+        objects=2, scenes=1, seed=7, photos=False, model="samedge_tiny", backend="onnxruntime",
+    )  # fmt: skip
+    path = save_eval(report.to_dict(), tmp_path / "sub" / "eval.json", command="samedge eval x")
+    data = json.loads(path.read_text())
+    assert {k: v for k, v in data.items() if k not in ("command", "samedge", "timestamp")} == (
+        report.to_dict()
+    )
+    assert data["command"] == "samedge eval x"
+    assert data["by_size"]["box"]["small"] is None
+    with pytest.raises(InputError, match="is a directory"):
+        save_eval(report.to_dict(), tmp_path, command="x")
+    with pytest.raises(InputError, match="already has"):
+        save_eval(data, tmp_path / "again.json", command="x")
+
+
+def test_cli_eval_output_file(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    import json
+
+    from samedge.cli import main
+
+    out = tmp_path / "eval_samedge_tiny.json"
+    argv = ["eval", "samedge_tiny", "--scenes", "1", "--backend", "onnxruntime", "--output"]
+    assert main([*argv, str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["scenes"] == 1
+    assert data["command"] == (
+        f"samedge eval samedge_tiny --backend onnxruntime --scenes 1 --output {out}"
+    )
+    # A directory is refused before the evaluation runs, in one line.
+    assert main([*argv, str(tmp_path)]) == 1
+    assert "is a directory" in capsys.readouterr().err

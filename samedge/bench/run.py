@@ -79,6 +79,9 @@ class BenchConfig:
         parts: Which parts to time.
         frame_size: ``(width, height)`` of the predictor's frame.
         peak_size: Side of the peak-rate GEMM (0 skips the peak rates).
+        peak_repeats: Peak-rate measurements per backend and precision, each in
+            a process of its own; the fastest is kept. One slowed by other
+            processes makes the encoder's fraction of peak exceed 100%.
         accuracy_frames: Held-out frames for each variant's mask accuracy
             against FP32 (0: take it from the build's ``report.json`` only).
         work_dir: Where random-weight checkpoints and their exports go (reused
@@ -99,6 +102,7 @@ class BenchConfig:
     parts: tuple[str, ...] = PARTS
     frame_size: tuple[int, int] = (640, 480)
     peak_size: int = 2048
+    peak_repeats: int = 3
     accuracy_frames: int = 2
     work_dir: Path | None = None
     job_timeout_s: float = 1800.0
@@ -138,6 +142,9 @@ class BenchConfig:
             raise InputError(f"frame_size: got {self.frame_size}, expected (width, height) >= 1")
         if self.peak_size != 0 and self.peak_size < 16:
             raise InputError(f"peak_size: got {self.peak_size}, expected 0 (skip) or >= 16")
+        r = self.peak_repeats
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise InputError(f"peak_repeats: got {r!r}, expected an int >= 1")
         if (
             isinstance(self.accuracy_frames, bool)
             or not isinstance(self.accuracy_frames, int)
@@ -404,6 +411,24 @@ def _peak_jobs(
     return list(jobs.values())
 
 
+def _best_peak(job: PeakJob, repeats: int, timeout_s: float) -> tuple[PeakRate | None, str | None]:
+    """The fastest of ``repeats`` measurements of ``job`` (by best run), or the last error.
+
+    Each runs in a process of its own, so one slowed by other processes on a
+    shared machine does not set the limit the encoder is measured against.
+    """
+    best: PeakRate | None = None
+    error: str | None = None
+    for _ in range(repeats):
+        result = run_job(job, timeout_s=timeout_s)
+        if result.peak is None:
+            error = str(result.error)
+            continue
+        if best is None or result.peak.best_gflops_per_s > best.best_gflops_per_s:
+            best = result.peak
+    return best, None if best is not None else error
+
+
 def _default_choice() -> dict[str, str]:
     from samedge.runtimes import select_backend
 
@@ -539,11 +564,11 @@ def run_bench(
                 f" [{peak_job.isa}]" if peak_job.isa else ""
             )
             log.info("bench: %s ...", what)
-            result = run_job(peak_job, timeout_s=config.job_timeout_s)
-            if result.peak is None:
-                failures.append({"what": what, "error": str(result.error)})
+            peak, error = _best_peak(peak_job, config.peak_repeats, config.job_timeout_s)
+            if peak is None:
+                failures.append({"what": what, "error": str(error)})
                 continue
-            peaks.append(result.peak)
+            peaks.append(peak)
     encoders = with_fraction_of_peak([m for m in measurements if m.part == "encoder"], peaks)
     measurements = encoders + [m for m in measurements if m.part != "encoder"]
     if config.peers:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from samedge.bench.readme import README_BEGIN, README_END
 from samedge.bench.records import Measurement
-from samedge.bench.report import README_BEGIN, README_END, BenchReport
+from samedge.bench.report import BenchReport
 from samedge.cli import main
 
 

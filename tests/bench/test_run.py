@@ -25,6 +25,7 @@ from samedge.predictor import resolve_model
         ({"parts": ("postprocess",)}, "parts"),
         ({"threads": 0}, "threads"),
         ({"peak_size": 8}, "peak_size"),
+        ({"peak_repeats": 0}, "peak_repeats"),
         ({"accuracy_frames": -1}, "accuracy_frames"),
     ],
 )
@@ -93,3 +94,32 @@ def test_peers_without_samexporter_env_still_run_the_others(tmp_path, monkeypatc
     assert "setup-samexporter" in failures[0]["error"]
     assert failures[1] == {"what": "peers/openvino-notebook/mobile_sam/int8",
                            "error": "nncf failed"}  # fmt: skip
+
+
+def test_the_fastest_of_repeated_peak_measurements_is_kept(monkeypatch):
+    from samedge.bench.peak import PeakJob, PeakRate
+    from samedge.bench.records import Timing
+
+    def rate(best: float) -> PeakRate:
+        timing = Timing.from_seconds([0.01])
+        return PeakRate("onnxruntime", "fp32", "cpu", None, 2, 64, best / 2, best, "MatMul fp32",
+                        "fp32", timing)  # fmt: skip
+
+    # One measurement slowed by another process (50), one failed, one quiet (90).
+    results = iter(
+        [JobResult(peak=rate(50.0)), JobResult(error="killed"), JobResult(peak=rate(90.0))]
+    )
+    calls = []
+
+    def fake_run_job(job, timeout_s):
+        calls.append(job)
+        return next(results)
+
+    monkeypatch.setattr(run_module, "run_job", fake_run_job)
+    job = PeakJob("onnxruntime", "fp32", threads=2, size=64)
+    peak, error = run_module._best_peak(job, 3, 10.0)
+    assert len(calls) == 3
+    assert peak.best_gflops_per_s == 90.0
+    assert error is None
+    monkeypatch.setattr(run_module, "run_job", lambda job, timeout_s: JobResult(error="no ORT"))
+    assert run_module._best_peak(job, 2, 10.0) == (None, "no ORT")

@@ -1,0 +1,137 @@
+"""Issue #7's goals read off synthetic rows: met, missed, not measured, a peak set too low."""
+
+from __future__ import annotations
+
+import pytest
+
+from samedge.bench.goals import ACCURACY_GATE, Verdict, check_goals, goals_markdown
+from samedge.bench.report import peer_ratios
+from tests.bench._rows import _report, _row
+
+GOOD = {"mean_iou_vs_fp32": 0.99, "p5_iou_vs_fp32": 0.97}
+BAD = {"mean_iou_vs_fp32": 0.93, "p5_iou_vs_fp32": 0.70}
+CAP = "AVX512_CORE_VNNI"
+
+
+def _peer(suite: str, ms: float):
+    return _row(suite=suite, backend="torch" if suite == "pytorch" else "onnxruntime",
+                precision="fp32", ms=ms, model_precision=None, device="cpu",
+                note="engine: image encoder")  # fmt: skip
+
+
+def _goals(rows):
+    report = _report(rows, ratios=peer_ratios(rows, "openvino"))
+    return {(g.goal, g.model): g for g in check_goals(report)}, report
+
+
+def _rows(*, pytorch=100.0, samexporter=50.0, capped=12.0, capped_acc=GOOD, b16=6.0,
+          fraction=0.5, acc=GOOD):  # fmt: skip
+    rows = [
+        # The default: OpenVINO's fastest row of the fp32 directory (bf16), not its f32 hint.
+        _row(ms=10.0, accuracy=acc, fraction_of_peak=fraction),
+        _row(precision="fp32", ms=30.0, accuracy=GOOD, fraction_of_peak=0.9),
+        _row(backend="onnxruntime", precision="fp32", ms=40.0, accuracy=GOOD),
+        _row(part="decoder", objects=1, ms=2.0),
+        _row(part="decoder", objects=16, ms=b16),
+        _row(part="decoder", precision="fp32", objects=1, ms=1.0),  # another configuration
+        _row(part="decoder", precision="fp32", objects=16, ms=100.0),
+        # Under the ISA cap: an fp32 row, and an int8 build that carries the speed.
+        _row(precision="fp32", ms=30.0, isa=CAP, accuracy=GOOD, fraction_of_peak=0.6),
+        _row(precision="int8", model_precision="int8", ms=capped, isa=CAP, accuracy=capped_acc,
+             fraction_of_peak=0.45),
+    ]  # fmt: skip
+    if pytorch:
+        rows.append(_peer("pytorch", pytorch))
+    if samexporter:
+        rows.append(_peer("samexporter", samexporter))
+    return rows
+
+
+def test_all_goals_met():
+    goals, _ = _goals(_rows())
+    assert {g.verdict for g in goals.values()} == {Verdict.MET}
+    torch = goals[("encoder ≥ 8× PyTorch predictor", "mobile_sam")]
+    assert torch.value == pytest.approx(10.0)
+    assert "openvino bf16" in torch.numbers
+    assert "0.990" in torch.numbers
+    capped = goals[("encoder ≥ 8× PyTorch predictor, no AMX (ISA cap)", "mobile_sam")]
+    assert capped.value == pytest.approx(100.0 / 12.0)  # the int8 build, not the fp32 one
+    assert "int8 build" in capped.numbers
+    decoder = goals[("decoder: 16 objects in one call ≤ 4× one object", "mobile_sam")]
+    assert decoder.value == pytest.approx(3.0)  # bf16, the default's precision: 6 / 2
+    assert goals[("encoder at ≥ 40% of peak GEMM", "mobile_sam")].value == pytest.approx(0.5)
+    assert goals[("encoder at ≥ 40% of peak GEMM, no AMX (ISA cap)", "mobile_sam")].value == (
+        pytest.approx(0.45)
+    )
+
+
+def test_goals_missed():
+    goals, report = _goals(_rows(pytorch=50.0, samexporter=30.0, b16=10.0, fraction=0.3))
+    missed = {key[0] for key, g in goals.items() if g.verdict is Verdict.MISSED}
+    assert missed == {
+        "encoder ≥ 8× PyTorch predictor",  # 5×
+        "encoder ≥ 4× samexporter",  # 3×
+        "encoder ≥ 8× PyTorch predictor, no AMX (ISA cap)",  # 50 / 12 ms
+        "encoder ≥ 4× samexporter, no AMX (ISA cap)",  # 30 / 12 ms
+        "decoder: 16 objects in one call ≤ 4× one object",  # 5×
+        "encoder at ≥ 40% of peak GEMM",  # 30%
+    }
+    assert "| mobile_sam | **missed** |" in "\n".join(goals_markdown(check_goals(report)))
+
+
+def test_fast_but_below_the_accuracy_gate_is_missed():
+    goals, _ = _goals(_rows(acc=BAD, capped_acc=BAD))
+    fast = goals[("encoder ≥ 8× PyTorch predictor", "mobile_sam")]
+    assert fast.value == pytest.approx(10.0)
+    assert fast.verdict is Verdict.MISSED
+    # The capped goal falls back to the fp32 row, the fastest that passes the gate.
+    capped = goals[("encoder ≥ 8× PyTorch predictor, no AMX (ISA cap)", "mobile_sam")]
+    assert capped.value == pytest.approx(100.0 / 30.0)
+    assert capped.verdict is Verdict.MISSED
+
+
+def test_not_measured_without_peers_capped_rows_or_b16():
+    rows = [r for r in _rows(pytorch=0, samexporter=0) if r.isa is None and r.objects != 16]
+    goals, _ = _goals(rows)
+    for key in (
+        ("encoder ≥ 8× PyTorch predictor", "mobile_sam"),
+        ("encoder ≥ 4× samexporter", "mobile_sam"),
+        ("encoder ≥ 8× PyTorch predictor, no AMX (ISA cap)", "mobile_sam"),
+        ("decoder: 16 objects in one call ≤ 4× one object", "mobile_sam"),
+    ):
+        assert goals[key].verdict is Verdict.NOT_MEASURED, key
+    assert "samedge bench --peers" in goals[("encoder ≥ 4× samexporter", "mobile_sam")].numbers
+    capped = goals[("encoder ≥ 4× samexporter, no AMX (ISA cap)", "mobile_sam")]
+    assert "--isa-cap" in capped.numbers
+    assert "B=1" in goals[("decoder: 16 objects in one call ≤ 4× one object", "mobile_sam")].numbers
+    # No capped row passes nothing to a capped peak goal.
+    assert ("encoder at ≥ 40% of peak GEMM, no AMX (ISA cap)", "mobile_sam") not in goals
+
+
+def test_fraction_above_one_is_flagged_not_met():
+    rows = _rows(fraction=1.09)
+    goals, report = _goals(rows)
+    peak = goals[("encoder at ≥ 40% of peak GEMM", "mobile_sam")]
+    assert peak.verdict is Verdict.NOT_MEASURED
+    assert "109%" in peak.numbers
+    assert "measured too low" in peak.numbers
+    text = report.markdown()
+    assert "| 109% (!) |" in text
+    assert "above 100% of peak: the peak GEMM was measured too low" in text
+    assert "## Goals" in text
+
+
+def test_speed_goals_only_for_the_models_they_are_set_for():
+    rows = [_row(model="samedge_tiny", ms=2.0, fraction_of_peak=0.5, accuracy=GOOD)]
+    goals, _ = _goals(rows)
+    assert [key[0] for key in goals] == [
+        "decoder: 16 objects in one call ≤ 4× one object",
+        "encoder at ≥ 40% of peak GEMM",
+    ]
+    assert goals_markdown([]) == ["No goals apply: the report has no samedge rows."]
+
+
+def test_gate_matches_the_build_gate():
+    from samedge.calibration.gate import DEFAULT_MIN_MEAN_IOU, DEFAULT_MIN_P5_IOU
+
+    assert (DEFAULT_MIN_MEAN_IOU, DEFAULT_MIN_P5_IOU) == ACCURACY_GATE
