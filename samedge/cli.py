@@ -8,10 +8,13 @@ exit; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +78,39 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` for the block, then restore the previous handler.
+
+    A build stages its output in hidden folders beside DIR and removes them
+    while an exception unwinds; SIGTERM's default action ends the process
+    without unwinding and leaves them behind. Only the first SIGTERM raises: a
+    second one must not cut the cleanup short.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # Python sets signal handlers only from the main thread (main() called
+        # from a worker thread, e.g. by an embedding application).
+        yield
+        return
+    fired = False
+
+    def raise_once(signum: int, frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_once)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from samedge.calibration import (
         BuildConfig,
@@ -106,13 +142,24 @@ def _cmd_build(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     try:
-        report = build(args.model, args.output, config, force=args.force)
+        with _sigterm_unwinds():
+            report = build(args.model, args.output, config, force=args.force)
+    except _Terminated:
+        print("samedge build: terminated by SIGTERM; partial output removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except GateError as e:
         fid = e.report.get("fidelity", {})
+        gate = e.report.get("gate", {})
+        gt = e.report.get("ground_truth") or {}
+        measured = (
+            f"ground-truth mIoU fp32 {gt.get('fp32')}, build {gt.get('build')}; "
+            if gate.get("applied") == "ground_truth"
+            else ""
+        )
         print(
-            f"samedge build: gate FAILED vs fp32: mask IoU mean {fid.get('mean_iou')}, "
-            f"p5 {fid.get('p5_iou')}, worst {fid.get('worst_iou')}; embedding cosine "
-            f"{fid.get('cosine_mean')}",
+            f"samedge build: gate ({gate.get('applied', 'fp32')}) FAILED: {measured}"
+            f"vs fp32 mask IoU mean {fid.get('mean_iou')}, p5 {fid.get('p5_iou')}, "
+            f"worst {fid.get('worst_iou')}; embedding cosine {fid.get('cosine_mean')}",
             file=sys.stderr,
         )
         raise
@@ -131,8 +178,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         evaluate,
         evaluate_coco,
         evaluate_fidelity,
+        save_eval,
     )
 
+    if args.output is not None and args.output.is_dir():
+        # Refused before the evaluation, which can take minutes.
+        raise InputError(f"--output: {args.output} is a directory, expected a JSON file path")
     coco = args.coco_images is not None or args.coco_annotations is not None
     fidelity = args.fidelity or args.reference is not None
     if coco and fidelity:
@@ -211,7 +262,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(summary)
     if args.json:
         print(json.dumps(data, indent=2))
+    if args.output is not None:
+        path = save_eval(data, args.output, command=_eval_command(args))
+        print(f"wrote {path}")
     return 0
+
+
+def _eval_command(args: argparse.Namespace) -> str:
+    """``samedge eval`` as it reproduces this run: the model and every flag given."""
+    import shlex
+
+    words = ["samedge", "eval", str(args.model)]
+    words += [] if args.backend == "auto" else ["--backend", args.backend]
+    for flag, value in (
+        ("--scenes", args.scenes),
+        ("--seed", args.seed),
+        ("--clicks", args.clicks),
+        ("--protocol", args.protocol),
+        ("--coco-images", args.coco_images),
+        ("--coco-annotations", args.coco_annotations),
+        ("--max-images", args.max_images),
+        ("--categories", args.categories),
+        ("--min-area", args.min_area),
+        ("--reference", args.reference),
+        ("--frames", args.frames),
+        ("--source", args.source),
+        ("--output", args.output),
+    ):
+        words += [] if value is None else [flag, str(value)]
+    words += ["--include-crowd"] if args.include_crowd else []
+    words += ["--fidelity"] if args.fidelity else []
+    return shlex.join(words)
 
 
 def _parse_floats(count: int, what: str) -> Callable[[str], tuple[float, ...]]:
@@ -245,6 +326,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop=args.loop,
         seed=args.seed,
         reconnect=_reconnect_policy(args),
+        overlap=False if args.no_overlap else None,
     )
     report = run_demo(config)
     print(report.format())
@@ -331,7 +413,13 @@ def _csv(text: str, what: str, convert: Callable[[str], object] = str) -> tuple[
 def _cmd_bench(args: argparse.Namespace) -> int:
     import shlex
 
-    from samedge.bench import BenchConfig, machine_name, run_bench, update_readme
+    from samedge.bench import (
+        BenchConfig,
+        machine_name,
+        rerender_markdown,
+        run_bench,
+        update_readme,
+    )
     from samedge.errors import InputError
 
     if not args.models and not args.update_readme:
@@ -401,6 +489,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report.to_json(), indent=2))
     if args.update_readme:
+        # The markdown files are views of the JSON too: a new section reaches
+        # the committed results without measuring again.
+        for path in rerender_markdown(output.parent):
+            print(f"{path}: re-rendered from {path.with_suffix('.json').name}")
         changed = update_readme(args.readme, output.parent)
         print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
     return 0
@@ -447,7 +539,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="fp32 model directory -> fp16 / int8 model directory that passed an accuracy gate",
         description="Converts the encoder to FP16 (LayerNorm/Softmax/overflowing nodes kept "
         "FP32) or explicit INT8 Q/DQ calibrated on --calibration frames, measures it against "
-        "FP32 on held-out frames, and writes DIR only if it passes the gate; a failing build "
+        "FP32 on held-out frames (samedge_tiny: also against ground truth, which is then the "
+        "default gate), and writes DIR only if it passes the gate; a failing build "
         "exits non-zero and leaves DIR.failed-report.json.",
     )
     p.add_argument("model", help="fp32 model directory or built-in name (e.g. samedge_tiny)")
@@ -476,13 +569,27 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="int8: keep attention MatMuls in float (ViT-B int8 fits in 12 GB without it)",
     )
-    p.add_argument("--min-mean-iou", type=float, default=0.95, help="gate: mean mask IoU")
-    p.add_argument("--min-p5-iou", type=float, default=0.85, help="gate: 5th-percentile IoU")
+    p.add_argument(
+        "--min-mean-iou",
+        type=float,
+        default=None,
+        help="fp32 gate: mean mask IoU vs fp32 (default 0.95); setting it or --min-p5-iou "
+        "makes the fp32 gate decide for samedge_tiny too",
+    )
+    p.add_argument(
+        "--min-p5-iou",
+        type=float,
+        default=None,
+        help="fp32 gate: 5th-percentile mask IoU vs fp32 (default 0.85)",
+    )
     p.add_argument(
         "--max-gt-miou-drop",
         type=float,
         default=None,
-        help="samedge_tiny: also accept a build whose ground-truth mIoU is within this of fp32's",
+        help="ground-truth gate (the default gate for samedge_tiny, whose procedural scenes "
+        "have ground truth): largest drop of mIoU vs ground truth from fp32's, per prompt "
+        "type (default 0.01); with --min-mean-iou/--min-p5-iou it also accepts a build "
+        "the fp32 gate refused",
     )
     p.add_argument(
         "--no-fallback", action="store_true", help="int8: no layer fallback when the gate fails"
@@ -579,6 +686,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="'synthetic' (default), a folder of images, a video file or a camera",
     )
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the numbers (--json's schema, plus the command, samedge version and "
+        "time) to FILE, atomically; benchmarks/results/<machine>/eval_samedge_tiny.json feeds "
+        "README's samedge-tiny table (`samedge bench --update-readme`)",
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser(
@@ -592,7 +709,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--source",
         default=None,
         help="'synthetic' (default), camera index (0), video file, image folder, "
-        "rtsp:// or http(s):// URL, or a GStreamer pipeline (contains '!')",
+        "rtsp:// or http(s):// URL, or a GStreamer pipeline (contains '!'); for a Jetson "
+        "CSI camera: \"$(python3 -c 'import samedge.stream as s; "
+        "print(s.jetson_csi_pipeline(0, 1280, 720, 30))')\"",
     )
     p.add_argument("--model", default="samedge_tiny", help="model directory or built-in name")
     p.add_argument(
@@ -648,6 +767,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_reconnect_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="encode each frame only after the previous one was decoded (default: the "
+        "next frame's encoder runs while the current one is decoded; for comparison)",
+    )
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
     p.set_defaults(func=_cmd_run)
 
@@ -657,13 +782,15 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Serve live segmentation: a web page (click to segment, drag a box), a "
         "JSON prompt API, a WebSocket stream of per-frame masks, /health and /metrics. Binds "
         "127.0.0.1 unless --host says otherwise; with --token (or SAMEDGE_TOKEN) every "
-        "endpoint but /health needs it (open the page as /?token=TOKEN).",
+        "endpoint, /health included, needs it (open the page as /?token=TOKEN).",
     )
     p.add_argument(
         "--source",
         default=None,
         help="'synthetic' (default), camera index (0), video file, image folder, "
-        "rtsp:// or http(s):// URL, or a GStreamer pipeline (contains '!')",
+        "rtsp:// or http(s):// URL, or a GStreamer pipeline (contains '!'); for a Jetson "
+        "CSI camera: \"$(python3 -c 'import samedge.stream as s; "
+        "print(s.jetson_csi_pipeline(0, 1280, 720, 30))')\"",
     )
     p.add_argument("--model", default="samedge_tiny", help="model directory or built-in name")
     p.add_argument("--backend", default="auto", choices=_BACKEND_CHOICES)
@@ -678,7 +805,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token",
         default=None,
-        help="require this token on every endpoint but /health (default: $SAMEDGE_TOKEN; "
+        help="require this token on every endpoint, /health included (default: $SAMEDGE_TOKEN; "
         "prefer the variable: arguments are visible to other users in `ps`)",
     )
     p.add_argument(
@@ -765,7 +892,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--update-readme",
         action="store_true",
-        help="regenerate README.md's performance block from benchmarks/results/*/bench*.json",
+        help="regenerate README.md's performance block (and each bench*.md) from "
+        "benchmarks/results/*/bench*.json and its samedge-tiny accuracy table from "
+        "benchmarks/results/*/eval_samedge_tiny.json",
     )
     p.add_argument("--readme", type=Path, default=Path("README.md"), help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
