@@ -326,7 +326,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop=args.loop,
         seed=args.seed,
         reconnect=_reconnect_policy(args),
-        overlap=False if args.no_overlap else None,
+        overlap=_OVERLAP[args.overlap],
     )
     report = run_demo(config)
     print(report.format())
@@ -345,6 +345,20 @@ def _reconnect_policy(args: argparse.Namespace) -> ReconnectPolicy:
         initial_delay=args.reconnect_delay,
         max_delay=args.reconnect_max_delay,
         max_reconnect=args.max_reconnect,
+    )
+
+
+_OVERLAP = {"auto": None, "on": True, "off": False}
+
+
+def _add_overlap_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overlap",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="encode frame k+1 on a worker thread while frame k is decoded (auto: only "
+        "when the encoder runs off the CPU, e.g. TensorRT or an OpenVINO GPU/NPU; on a "
+        "CPU it costs latency for little or no FPS)",
     )
 
 
@@ -392,6 +406,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_objects=args.max_objects,
         jpeg_quality=args.jpeg_quality,
         reconnect=_reconnect_policy(args),
+        overlap=_OVERLAP[args.overlap],
     )
     signum = serve(config)
     print(f"samedge serve: stopped{' by signal ' + str(signum) if signum else ''}", file=sys.stderr)
@@ -766,13 +781,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="loop video files and image folders (default: end cleanly at their end)",
     )
     _add_reconnect_flags(p)
+    _add_overlap_flag(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
-    p.add_argument(
-        "--no-overlap",
-        action="store_true",
-        help="encode each frame only after the previous one was decoded (default: the "
-        "next frame's encoder runs while the current one is decoded; for comparison)",
-    )
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
     p.set_defaults(func=_cmd_run)
 
@@ -814,6 +824,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="loop video files and image folders (default: the stream ends with them)",
     )
     _add_reconnect_flags(p)
+    _add_overlap_flag(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
     p.add_argument(
         "--max-objects", type=int, default=16, help="most objects tracked at once (default 16)"

@@ -61,6 +61,9 @@ class ServeConfig:
         reconnect: How a live source (camera, URL) that drops out is reopened;
             the server keeps running and reports ``reconnecting`` meanwhile.
         shutdown_timeout: Seconds to wait for connections and threads to end.
+        overlap: Encode frame k+1 while frame k is decoded (see
+            :class:`~samedge.stream.Pipeline`); ``None``: only when the encoder
+            runs off the CPU.
     """
 
     source: str | int | None = None
@@ -85,6 +88,7 @@ class ServeConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     shutdown_timeout: float = 5.0
+    overlap: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -95,6 +99,8 @@ class ServeConfig:
             or not 0 <= self.port <= 65535
         ):
             raise InputError(f"port: got {self.port}, expected 0..65535 (0 = any free port)")
+        if self.overlap is not None and not isinstance(self.overlap, bool):
+            raise InputError(f"overlap: got {self.overlap!r}, expected True, False or None")
         if self.token is not None:
             if not isinstance(self.token, str) or not self.token.strip():
                 raise InputError(

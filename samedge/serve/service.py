@@ -362,7 +362,12 @@ class StreamService:
             tracker_cfg = replace(tracker_cfg, max_objects=cfg.max_objects)
         self._tracker = _ServerTracker(tracker_cfg)
         self._pipeline = Pipeline(
-            source, predictor, self._tracker, annotate=False, stats_window=_STATS_WINDOW
+            source,
+            predictor,
+            self._tracker,
+            annotate=False,
+            stats_window=_STATS_WINDOW,
+            overlap=cfg.overlap,
         )
         with self._lock:
             self._prompts.clear()

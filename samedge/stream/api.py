@@ -115,6 +115,7 @@ class Stream:
         sinks: Sequence[Sink] = (),
         max_frames: int | None = None,
         annotate: bool = False,
+        overlap: bool | None = None,
     ) -> None:
         self._closed = False
         self._owns_predictor = owns_predictor
@@ -136,6 +137,7 @@ class Stream:
             sinks=[CallbackSink(self._size), *sinks],
             max_frames=max_frames,
             annotate=annotate,
+            overlap=overlap,
         )
 
     # -- consuming ------------------------------------------------------------------
@@ -332,6 +334,7 @@ def open_stream(
     reconnect: ReconnectPolicy | None = None,
     callback: Callable[[FrameResult], object] | None = None,
     annotate: bool = False,
+    overlap: bool | None = None,
 ) -> Stream:
     """Open a model and a source; per-frame masks of the prompted objects.
 
@@ -359,6 +362,9 @@ def open_stream(
         callback: Called with every :class:`~samedge.stream.FrameResult`
             (in the thread that runs the loop).
         annotate: Draw overlays into ``FrameResult.annotated`` (BGR).
+        overlap: Encode frame k+1 on a worker thread while frame k is decoded
+            (see :class:`~samedge.stream.Pipeline`); ``None``: only when the
+            encoder runs off the CPU.
 
     Returns:
         The :class:`Stream`, not started: iterate it, :meth:`~Stream.run` it or
@@ -412,6 +418,7 @@ def open_stream(
             sinks=sinks,
             max_frames=max_frames,
             annotate=annotate,
+            overlap=overlap,
         )
     except BaseException:
         if frames is not None:

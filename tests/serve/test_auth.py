@@ -106,6 +106,7 @@ def test_cross_origin_requests_refused(client: TestClient):
         ({"client_queue": 0}, "positive"),
         ({"jpeg_quality": 0}, "1..100"),
         ({"reconnect": 3}, "expected a ReconnectPolicy"),
+        ({"overlap": "yes"}, "overlap: got 'yes', expected True, False or None"),
     ],
 )
 def test_config_validation(kwargs, words):

@@ -37,7 +37,7 @@ def ours() -> list[str]:
 def test_start_stop_repeatedly_leaks_no_threads(reduced_model):
     before = ours()
     for _ in range(3):
-        with ServerThread(make_config(reduced_model)) as server:
+        with ServerThread(make_config(reduced_model, overlap=True)) as server:
             assert server.service.wait_for_frame(timeout=60)
             assert httpx.get(server.url + "health").json()["status"] == "ok"
             names = ours()

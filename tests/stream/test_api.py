@@ -161,7 +161,7 @@ def test_leaving_the_loop_releases_the_camera(predictor):
     assert threading.active_count() == baseline
     # a context manager, exited before the iteration ends
     source = live()
-    with samedge.stream(source, model=predictor) as s:
+    with samedge.stream(source, model=predictor, overlap=True) as s:
         it = iter(s)
         next(it)
         # The capture thread, and the worker encoding the next frame meanwhile.

@@ -56,18 +56,19 @@ def test_json_and_no_video(reduced_model, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_no_overlap_runs_the_stages_one_after_the_other(reduced_model, capsys):
+def test_overlap_flag_on_off_and_the_cpu_default(reduced_model, capsys):
     base = run_args(reduced_model, "--frames", "3", "--no-video", "--json")
     reports = {}
-    for flag in ([], ["--no-overlap"]):
-        assert main([*base, *flag]) == 0
+    for flag in ("on", "off", "auto"):
+        assert main([*base, "--overlap", flag]) == 0
         text = capsys.readouterr().out
-        reports[bool(flag)] = (text, json.loads(text[text.index("\n{") + 1 :]))
-    (overlapped, a), (sequential, b) = reports[False], reports[True]
+        reports[flag] = (text, json.loads(text[text.index("\n{") + 1 :]))
+    (overlapped, a), (sequential, b) = reports["on"], reports["off"]
     assert "pipeline:  encoder of frame k+1 overlapped" in overlapped
     assert "pipeline:  sequential" in sequential
     assert (a["overlap"], b["overlap"]) == (True, False)
     assert a["mean_iou"] == b["mean_iou"]  # same frames, same masks
+    assert reports["auto"][1]["overlap"] is False  # this model runs on the CPU
 
 
 @pytest.mark.parametrize(

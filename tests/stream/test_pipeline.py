@@ -343,8 +343,23 @@ def test_overlap_default_and_arguments(predictor):
         def predict_batch(self, prompts, multimask_output=True, return_logits=False):
             return self.inner.predict_batch(prompts, multimask_output, return_logits)
 
+    class OnGpu(SetImageOnly):
+        """The predictor, but reporting a GPU encoder (as TensorRT's would)."""
+
+        device = "NVIDIA Orin (sm_87)"
+
+        def encode(self, image, image_format="RGB"):
+            return self.inner.encode(image, image_format)
+
+        def set_embedding(self, embedding):
+            self.inner.set_embedding(embedding)
+
     source = SyntheticSource(seed=0, size=SMALL)
-    assert Pipeline(source, predictor).overlap is True
+    # On the CPU the encoder and decoder share the cores: sequential by default.
+    assert predictor.device == "CPUExecutionProvider"
+    assert Pipeline(source, predictor).overlap is False
+    assert Pipeline(source, predictor, overlap=True).overlap is True
+    assert Pipeline(source, OnGpu(predictor)).overlap is True
     assert Pipeline(source, predictor, overlap=False).overlap is False
     duck = SetImageOnly(predictor)
     pipe = Pipeline(source, duck, clicked_tracker(source, 1), max_frames=2)
@@ -429,7 +444,7 @@ def test_run_demo_overlapped_and_sequential_agree(reduced_model):
                 overlap=overlap,
             )
         )
-        for overlap in (False, None)
+        for overlap in (False, True)
     ]
     sequential, overlapped = reports
     assert (sequential.overlap, overlapped.overlap) == (False, True)
