@@ -465,6 +465,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             accuracy_frames=args.accuracy_frames,
             work_dir=args.work_dir,
             job_timeout_s=args.timeout,
+            builds=_csv(args.builds, "--builds") if args.builds is not None else (),
+            build_args=tuple(args.build_arg),
         )
         # The command as it reproduces this run: every setting spelled out.
         words = ["samedge", "bench", *map(str, args.models)]
@@ -478,6 +480,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         words += ["--accuracy-frames", str(config.accuracy_frames)]
         words += ["--isa-cap"] if config.isa_cap else []
         words += ["--peers"] if config.peers else []
+        words += ["--builds", ",".join(config.builds)] if config.builds else []
+        # `--build-arg=ARG`: a separate ARG that starts with "-" would read as a flag.
+        words += [f"--build-arg={arg}" for arg in config.build_args]
         words += ["--machine", machine]
         for note in args.note:
             words += ["--note", note]
@@ -897,9 +902,29 @@ def _build_parser() -> argparse.ArgumentParser:
         "--work-dir",
         type=Path,
         default=None,
-        help="random-weight exports (default <samedge cache>/bench; reused)",
+        help="random-weight exports and --builds builds (default <samedge cache>/bench; reused)",
     )
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a job is killed")
+    p.add_argument(
+        "--builds",
+        default=None,
+        metavar="fp16,int8",
+        help="also build each fp32 model at these precisions with `samedge build` (in a "
+        "process of its own, --speed-runs 0) into <work-dir>/<model>-<seed or encoder hash>/"
+        "<precision>, reusing a "
+        "finished build made the same way, and time the builds beside it; a failed build is "
+        "listed with the failures",
+    )
+    p.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one extra `samedge build` argument for every --builds build (repeatable; write "
+        "--build-arg=--no-attention-int8, --build-arg=--frames=16)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds before a job or build is killed"
+    )
     p.add_argument(
         "--update-readme",
         action="store_true",

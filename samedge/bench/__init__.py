@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from samedge.bench._machine import library_versions, machine_info, machine_name
+from samedge.bench.builds import BuildResult, make_builds
 from samedge.bench.flops import COUNTED_OPS, FlopCount, count_flops, count_flops_model
 from samedge.bench.goals import GoalResult, Verdict, check_goals
 from samedge.bench.measure import ISA_CAP, PartJob, Variant, measure_part, plan_variants, run_job
@@ -32,6 +33,7 @@ __all__ = [
     "BenchConfig",
     "BenchModel",
     "BenchReport",
+    "BuildResult",
     "FlopCount",
     "GoalResult",
     "Measurement",
@@ -48,6 +50,7 @@ __all__ = [
     "library_versions",
     "machine_info",
     "machine_name",
+    "make_builds",
     "measure_part",
     "measure_peak",
     "peer_ratios",

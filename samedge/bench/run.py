@@ -3,9 +3,11 @@
 :func:`run_bench` resolves the models (a model directory, the built-in
 ``samedge_tiny``, or a registry name such as ``mobile_sam``, which it exports
 with seeded random weights into a work directory, saving the checkpoint so the
-peers can load the very same weights), plans the variants each directory can
-run as (:func:`samedge.bench.measure.plan_variants`), runs every variant × part
-in a process of its own, measures the peak GEMM rate of every backend and
+peers can load the very same weights), builds the FP16/INT8 directories that
+``BenchConfig.builds`` asks for from each FP32 one (:mod:`samedge.bench.builds`),
+plans the variants each directory can run as
+(:func:`samedge.bench.measure.plan_variants`), runs every variant × part in a
+process of its own, measures the peak GEMM rate of every backend and
 precision that ran an encoder (:mod:`samedge.bench.peak`), counts the graphs'
 FLOPs (:mod:`samedge.bench.flops`), measures each variant's mask accuracy
 against the FP32 pipeline on held-out frames (an OpenVINO bf16 run of an FP32
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from samedge.bench._machine import library_versions, machine_info
+from samedge.bench.builds import BUILD_PRECISIONS, check_build_args, make_builds
 from samedge.bench.flops import count_flops
 from samedge.bench.measure import (
     ISA_CAP,
@@ -84,10 +87,17 @@ class BenchConfig:
             processes makes the encoder's fraction of peak exceed 100%.
         accuracy_frames: Held-out frames for each variant's mask accuracy
             against FP32 (0: take it from the build's ``report.json`` only).
-        work_dir: Where random-weight checkpoints and their exports go (reused
-            across runs); None = ``<samedge cache>/bench``.
-        job_timeout_s: Kill a job after this long.
+        work_dir: Where random-weight checkpoints, their exports and the
+            ``builds`` go (reused across runs); None = ``<samedge cache>/bench``.
+        job_timeout_s: Kill a job (or a build) after this long.
         seed: Seed of the random weights and inputs.
+        builds: Also build each FP32 model at these precisions (``"fp16"``,
+            ``"int8"``) with ``samedge build`` into ``<work_dir>/<key>/<precision>``
+            (reused when already built the same way; :mod:`samedge.bench.builds`)
+            and measure the builds right after their source. A failed build is
+            recorded in ``failures``; a source that is not FP32 is skipped.
+        build_args: Extra ``samedge build`` arguments for every build, one
+            string each (``("--no-attention-int8",)``, ``("--frames", "16")``).
     """
 
     backends: tuple[str, ...] | None = None
@@ -107,6 +117,8 @@ class BenchConfig:
     work_dir: Path | None = None
     job_timeout_s: float = 1800.0
     seed: int = 0
+    builds: tuple[str, ...] = ()
+    build_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -153,6 +165,23 @@ class BenchConfig:
             raise InputError(f"accuracy_frames: got {self.accuracy_frames!r}, expected an int >= 0")
         if self.job_timeout_s <= 0:
             raise InputError(f"job_timeout_s: got {self.job_timeout_s}, expected > 0")
+        if not isinstance(self.builds, tuple):
+            raise InputError(
+                f"builds: got {self.builds!r}, expected a tuple such as ('fp16', 'int8')"
+            )
+        bad = [b for b in self.builds if b not in BUILD_PRECISIONS]
+        if bad:
+            raise InputError(
+                f"builds: got {bad}, expected values from {', '.join(BUILD_PRECISIONS)}"
+            )
+        if len(set(self.builds)) != len(self.builds):
+            raise InputError(f"builds: got {self.builds!r}, expected each precision once")
+        check_build_args(self.build_args)
+        if self.build_args and not self.builds:
+            raise InputError(
+                f"build_args: got {self.build_args!r} without builds; they are passed to the "
+                "builds bench makes, so set builds (--builds fp16,int8) too, or drop them"
+            )
 
 
 @dataclass(frozen=True)
@@ -168,6 +197,8 @@ class BenchModel:
         accuracy: Mean/p5 mask IoU against FP32 from its ``report.json``.
         reference: The FP32 directory its accuracy is measured against (itself
             when FP32; a build's recorded source), None when unknown.
+        built_by: For a build bench made (``BenchConfig.builds``): the
+            equivalent ``samedge build`` command and whether it was reused.
     """
 
     name: str
@@ -177,6 +208,7 @@ class BenchModel:
     checkpoint: Path | None = None
     accuracy: dict[str, float] | None = None
     reference: Path | None = None
+    built_by: dict[str, Any] | None = None
 
 
 def _known_names() -> list[str]:
@@ -315,21 +347,55 @@ def resolve_models(
         elif text in MODELS:
             directory, checkpoint = _random_export(text, work_dir, seed)
             weights = f"random weights (seed {seed}), checkpoint {checkpoint}"
-        card = read_model_dir(directory)
-        if path.is_dir() and card.checkpoint_sha256 is None:
+        if path.is_dir() and read_model_dir(directory).checkpoint_sha256 is None:
             weights += " (random weights)"
-        resolved.append(
-            BenchModel(
-                name=card.model,
-                directory=directory,
-                precision=card.precision,
-                weights=weights,
-                checkpoint=checkpoint,
-                accuracy=_build_accuracy(directory),
-                reference=_reference_dir(directory, card),
-            )
-        )
+        resolved.append(_bench_model(directory, weights, checkpoint))
     return resolved
+
+
+def _bench_model(directory: Path, weights: str, checkpoint: Path | None = None) -> BenchModel:
+    """A model directory with what its card and ``report.json`` say (accuracy, reference)."""
+    from samedge.model_dir import read_model_dir
+
+    card = read_model_dir(directory)
+    return BenchModel(
+        name=card.model,
+        directory=directory,
+        precision=card.precision,
+        weights=weights,
+        checkpoint=checkpoint,
+        accuracy=_build_accuracy(directory),
+        reference=_reference_dir(directory, card),
+    )
+
+
+def _with_builds(
+    resolved: Sequence[BenchModel],
+    config: BenchConfig,
+    work: Path,
+    failures: list[dict[str, str]],
+) -> list[BenchModel]:
+    """``resolved`` with the builds ``config.builds`` asks for right after their FP32 source.
+
+    A source given twice is built once. A failed build goes into ``failures``.
+    """
+    out: list[BenchModel] = []
+    done: set[Path] = set()
+    for model in resolved:
+        out.append(model)
+        if model.directory.resolve() in done:
+            continue
+        done.add(model.directory.resolve())
+        for result in make_builds(
+            model, config.builds, work, config.build_args, config.job_timeout_s
+        ):
+            if not result.ok:
+                failures.append({"what": result.what, "error": str(result.error)})
+                continue
+            weights = f"{model.weights}; {result.precision} build of {model.directory} by bench"
+            built = _bench_model(result.output, weights)
+            out.append(replace(built, reference=model.directory, built_by=result.built_by()))
+    return out
 
 
 def _flops(model: BenchModel, objects: Sequence[int], points: int) -> dict[str, Any]:
@@ -477,6 +543,9 @@ def run_bench(
     config = config or BenchConfig()
     work = Path(config.work_dir) if config.work_dir is not None else default_cache_root() / "bench"
     resolved = resolve_models(models, work, config.seed)
+    failures: list[dict[str, str]] = []
+    if config.builds:
+        resolved = _with_builds(resolved, config, work, failures)
     threads = config.threads or cpu_info().cores
     info = machine_info(machine)
     default = _default_choice()
@@ -498,7 +567,6 @@ def run_bench(
 
     before = {m.directory: fingerprint(m) for m in resolved}
     measurements: list[Measurement] = []
-    failures: list[dict[str, str]] = []
     encoder_pairs: list[tuple[Variant, str]] = []
     model_records = []
     for model in resolved:
@@ -520,6 +588,7 @@ def run_bench(
                 "accuracy": model.accuracy,
                 "encoder_gflops": flops["encoder"],
                 "decoder_gflops": {str(k): v for k, v in flops["decoder"].items()},
+                "built_by": model.built_by,
             }
         )
         for variant in variants:

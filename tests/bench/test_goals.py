@@ -135,3 +135,32 @@ def test_gate_matches_the_build_gate():
     from samedge.calibration.gate import DEFAULT_MIN_MEAN_IOU, DEFAULT_MIN_P5_IOU
 
     assert (DEFAULT_MIN_MEAN_IOU, DEFAULT_MIN_P5_IOU) == ACCURACY_GATE
+
+
+def test_fastest_build_at_the_gate_is_held_to_the_speed_goals():
+    rows = _rows(pytorch=60.0, samexporter=30.0)
+    rows += [
+        _row(precision="int8", model_precision="int8", ms=5.0, accuracy=GOOD),
+        # Faster, but below the gate: not the one the goal is judged on.
+        _row(precision="fp16", model_precision="fp16", ms=3.0, accuracy=BAD),
+    ]
+    goals, _ = _goals(rows)
+    built = goals[("encoder ≥ 8× PyTorch predictor, fastest build", "mobile_sam")]
+    assert built.verdict is Verdict.MET
+    assert built.value == pytest.approx(12.0)  # 60 / 5: the int8 build
+    assert "int8 build" in built.numbers
+    assert goals[("encoder ≥ 4× samexporter, fastest build", "mobile_sam")].value == (
+        pytest.approx(6.0)
+    )
+    # The default (the fp32 directory on OpenVINO bf16, 10 ms) is judged apart: 6×, missed.
+    assert goals[("encoder ≥ 8× PyTorch predictor", "mobile_sam")].verdict is Verdict.MISSED
+
+
+def test_fastest_build_goal_only_with_builds_and_says_when_none_passes():
+    goals, _ = _goals(_rows())
+    assert not [key for key in goals if "fastest build" in key[0]]
+    rows = [*_rows(), _row(precision="int8", model_precision="int8", ms=5.0, accuracy=BAD)]
+    goals, _ = _goals(rows)
+    built = goals[("encoder ≥ 8× PyTorch predictor, fastest build", "mobile_sam")]
+    assert built.verdict is Verdict.NOT_MEASURED
+    assert "no fp16/int8 build passes the accuracy gate" in built.numbers
