@@ -11,9 +11,9 @@ Two blocks of README.md are generated, each between its markers, never typed by 
   ``samedge eval samedge_tiny --output FILE`` writes.
 
 Both come from one command, ``samedge bench --update-readme``
-(:func:`update_readme`), which also re-renders every ``bench*.md`` from its
-JSON (:func:`rerender_markdown`), so a change of the views reaches the
-committed files without measuring again.
+(:func:`update_readme`), which also re-renders every ``bench*.md`` and
+``bench*.png`` from its JSON (:func:`rerender_markdown`), so a change of the
+views reaches the committed files without measuring again.
 
 Example:
     >>> update_readme("README.md", "benchmarks/results")     # doctest: +SKIP
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from samedge._io import atomic_write_text
+from samedge._io import atomic_write_bytes, atomic_write_text
 from samedge.bench.goals import check_goals, goals_markdown
 from samedge.bench.report import (
     BenchReport,
@@ -357,19 +357,31 @@ def update_readme(
 
 
 def rerender_markdown(results: str | os.PathLike[str]) -> list[Path]:
-    """Rewrite every ``<machine>/bench*.md`` under ``results`` from its JSON.
+    """Rewrite every ``<machine>/bench*.md`` and ``.png`` under ``results`` from its JSON.
 
-    The JSON is the record; the markdown is a view of it, so a change of the
-    view (a new section) reaches committed results without measuring again.
-    The plot is left as it is (it needs matplotlib and would change bytes
-    with its version).
+    The JSON is the record; the markdown and the plot are views of it, so a
+    change of a view (a new section, the peers in the plot) reaches committed
+    results without measuring again. Without matplotlib the plots are left as
+    they are (logged); with another matplotlib version a plot's bytes can
+    change though its JSON did not.
 
     Returns:
-        The markdown files that changed.
+        The files that changed.
     """
     changed = []
+    plots = True
     for path, report in _find_reports(Path(results)):
         plot = path.with_suffix(".png")
+        if plots:
+            try:
+                png = report.plot_png()
+            except ImportError as e:
+                log.warning("plots not re-rendered: matplotlib is missing (%s)", e)
+                plots = False
+            else:
+                if not plot.is_file() or plot.read_bytes() != png:
+                    atomic_write_bytes(plot, png)
+                    changed.append(plot)
         text = report.markdown(plot=plot.name if plot.is_file() else None)
         md = path.with_suffix(".md")
         if md.is_file() and md.read_text(encoding="utf-8") == text:

@@ -393,91 +393,24 @@ class BenchReport:
         return "\n".join(lines)
 
     def plot_png(self) -> bytes:
-        """Latency vs accuracy per precision (one panel per model), as PNG bytes.
+        """Latency vs accuracy per precision, samedge's variants and the peers', as PNG bytes.
 
-        x: the predictor's median latency for one object (frame in, masks out),
-        else the encoder's; y: mean mask IoU against FP32. Rows without an
-        accuracy number are listed under the panel, not plotted.
+        One row of panels per model: the encoder (the network alone) and the
+        predictor for one object, median latency on a log axis against mean
+        mask IoU vs FP32; colour is the precision that ran, samedge's marker
+        its backend, each peer its own marker. Rows without a measured
+        accuracy sit at their latency in a strip under the panel. See
+        :mod:`samedge.bench._plot`.
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install samedge[bench]``).
         """
-        import io
+        from samedge.bench._plot import plot_png
 
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-
-        models: list[str | None] = list(
-            dict.fromkeys(r.model for r in self.measurements if r.suite == "samedge")
-        )
-        fig, axes = plt.subplots(
-            1, max(len(models), 1), figsize=(5.5 * max(len(models), 1), 6.0), squeeze=False
-        )
-        colors = {"fp32": "tab:blue", "bf16": "tab:orange", "fp16": "tab:green", "int8": "tab:red"}
-        markers = {"onnxruntime": "o", "openvino": "s", "tensorrt": "^"}
-        for ax, model in zip(axes[0], models or [None], strict=False):
-            if model is None:
-                ax.text(0.5, 0.5, "no samedge rows", ha="center", va="center")
-                ax.set_axis_off()
-                continue
-            rows = [r for r in self.rows("predictor", objects=1) if r.model == model]
-            part = "predictor, 1 object"
-            if not rows:
-                rows = [r for r in self.rows("encoder") if r.model == model]
-                part = "encoder"
-            missing = []
-            for r in rows:
-                iou = r.accuracy.get("mean_iou_vs_fp32")
-                label = f"{r.backend} {r.precision}" + (f" [{r.isa}]" if r.isa else "")
-                if r.model_precision and r.model_precision != r.precision:
-                    label += f" ({r.model_precision} build)"
-                if iou is None:
-                    missing.append(label)
-                    continue
-                ax.scatter(
-                    r.timing.median_ms,
-                    iou,
-                    color=colors.get(r.precision, "tab:gray"),
-                    marker=markers.get(r.backend, "D"),
-                    s=60,
-                    facecolors="none" if r.isa else None,
-                    label=label,
-                )
-            times = [r.timing.median_ms for r in rows]
-            if times and max(times) > 10 * min(times):
-                # Wide spans (fp32 on ONNX Runtime vs int8 on OpenVINO) read better in log.
-                ax.set_xscale("log")
-                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-                ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_ms_tick))
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_xlabel(f"{part}: median latency, ms")
-            ax.set_ylabel("mean mask IoU vs fp32")
-            ax.set_title(model)
-            ax.grid(True, which="both", alpha=0.3)
-            if ax.has_data():
-                ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-            if missing:
-                ax.text(
-                    0.01,
-                    0.01,
-                    "no accuracy number (not plotted):\n" + "\n".join(missing),
-                    transform=ax.transAxes,
-                    fontsize=6,
-                    va="bottom",
-                )
-        fig.suptitle(f"samedge bench on {self.machine.get('name')} ({self.timestamp})", fontsize=9)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110)
-        plt.close(fig)
-        return buffer.getvalue()
+        return plot_png(self)
 
 
 # -- helpers for the tables ----------------------------------------------------------
-
-
-def _ms_tick(value: float, _: object) -> str:
-    return f"{value:g}"
 
 
 def _f(value: float | None, digits: int | None = None) -> str:

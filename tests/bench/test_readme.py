@@ -194,6 +194,10 @@ def test_rerender_markdown_rewrites_stale_views_only(tmp_path):
     assert rerender_markdown(tmp_path) == []  # already what the JSON gives
     paths["markdown"].write_text("# an older view, without goals\n")
     assert rerender_markdown(tmp_path) == [paths["markdown"]]
+    png = paths["plot"].read_bytes()
+    paths["plot"].write_bytes(b"an older plot")
+    assert rerender_markdown(tmp_path) == [paths["plot"]]
+    assert paths["plot"].read_bytes() == png
     text = paths["markdown"].read_text()
     assert "## Goals" in text
     assert "![latency vs accuracy](bench_mobile_sam.png)" in text

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from samedge.bench._plot import plot_points
 from samedge.bench.records import Measurement
 from samedge.bench.report import BenchReport, peer_ratios, with_fraction_of_peak
 from samedge.errors import InputError
@@ -66,6 +67,47 @@ def test_json_markdown_and_plot(tmp_path):
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The ONNX Runtime predictor row has no accuracy: named in the plot, not plotted.
     assert report.plot_png()[:4] == b"\x89PNG"
+
+
+def test_plot_draws_the_peers_beside_samedge():
+    peer = {"model_precision": None, "device": "cpu"}
+    rows = [
+        _row(accuracy={"mean_iou_vs_fp32": 0.99}, ms=360.0),
+        _row(precision="int8", model_precision="int8", ms=460.0, isa="AVX512_CORE_VNNI",
+             accuracy={"mean_iou_vs_fp32": 0.97}),
+        _row(part="predictor", objects=1, ms=1030.0, accuracy={"mean_iou_vs_fp32": 0.99}),
+        _row(part="predictor", objects=4, ms=1300.0),  # more than one object: not drawn
+        # PyTorch records no accuracy: drawn at its latency, not at a made-up IoU.
+        _row(suite="pytorch", backend="torch", precision="fp32", ms=1620.0,
+             note="engine: image_encoder forward", **peer),
+        _row(suite="pytorch", backend="torch", precision="fp32", ms=1690.0,
+             note="api: SamPredictor.set_image", **peer),  # its pre-processing: not drawn
+        _row(suite="pytorch", part="predictor", objects=1, backend="torch", precision="fp32",
+             ms=1610.0, note="api: set_image + predict", **peer),
+        _row(suite="samexporter", backend="onnxruntime", precision="int8", ms=810.0,
+             note="engine: encoder session.run", accuracy={"mask_iou_vs_fp32": 0.9859}, **peer),
+        _row(suite="openvino-notebook", precision="bf16", ms=320.0, note="engine: compiled encoder",
+             accuracy={"mask_iou_vs_fp32": 0.9948}, **peer),
+        _row(suite="openvino-notebook", precision="int8", ms=228.0,
+             note="engine: compiled encoder", accuracy={"mask_iou_vs_fp32": 0.9829}, **peer),
+        _row(suite="openvino-notebook", part="predictor", objects=1, precision="int8", ms=364.0,
+             note="api: preprocess + encoder + mask predictor + postprocess",
+             accuracy={"mask_iou_vs_fp32": 0.9829}, **peer),
+    ]  # fmt: skip
+    points = plot_points(rows)
+    assert [(p.part, p.label, p.ms, p.iou) for p in points] == [
+        ("encoder", "samedge openvino bf16", 360.0, 0.99),
+        ("encoder", "samedge openvino int8 [AVX512_CORE_VNNI cap] (int8 build)", 460.0, 0.97),
+        ("predictor", "samedge openvino bf16", 1030.0, 0.99),
+        ("encoder", "PyTorch predictor fp32", 1620.0, None),
+        ("predictor", "PyTorch predictor fp32", 1610.0, None),
+        ("encoder", "samexporter (ORT) dynamic INT8", 810.0, 0.9859),
+        ("encoder", "OV notebook bf16", 320.0, 0.9948),
+        ("encoder", "OV notebook NNCF INT8", 228.0, 0.9829),
+        ("predictor", "OV notebook NNCF INT8", 364.0, 0.9829),
+    ]
+    assert [p.capped for p in points[:2]] == [False, True]
+    assert _report(rows).plot_png()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_save_refuses_a_file_as_directory(tmp_path):
