@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,10 @@ def _quantize_modelopt(python: str, src: Path, dst: Path, inputs_path: Path) -> 
 
 
 def _time_child(paths: dict[str, str], runs: int, threads: int, queue: Any) -> None:
-    """Time encoders on OpenVINO with an f32 hint (run under a capped oneDNN ISA)."""
+    """Time encoders on OpenVINO with an f32 hint (run under a capped oneDNN ISA).
+
+    Puts ``{variant: (median ms, precision it ran in)}`` on ``queue``.
+    """
     from samedge.runtimes import InferencePrecision, OpenVinoConfig, open_backend
 
     out = {}
@@ -199,7 +203,7 @@ def _time_child(paths: dict[str, str], runs: int, threads: int, queue: Any) -> N
         with open_backend(path, "openvino", config=config) as engine:
             size = engine.inputs[0].shape[-1]
             xs = x[:, :, :size, :size].copy()
-            out[key] = _median_ms(engine, xs, runs)
+            out[key] = (_median_ms(engine, xs, runs), ran_in("openvino", engine.precision, path))
     queue.put(out)
 
 
@@ -231,13 +235,31 @@ def _latencies(path: Path, x: np.ndarray, runs: int, threads: int) -> dict[str, 
     for label, backend, config in variants:
         with open_backend(path, backend, config=config) as engine:
             out[label] = _median_ms(engine, x, runs)
-            # What the backend says it computes in (OpenVINO: bf16 by default on
-            # CPUs with bf16 units; int8 for a Q/DQ graph).
-            out[f"{label} precision"] = engine.precision
+            out[f"{label} precision"] = ran_in(backend, engine.precision, path)
     return out
 
 
-def _capped(paths: dict[str, Path], runs: int, threads: int) -> dict[str, float]:
+def ran_in(backend: str, reported: str, path: str | os.PathLike[str]) -> str:
+    """The precision an encoder's latency on ``backend`` was measured in, for its label.
+
+    OpenVINO reports what it compiled (bf16 by default on CPUs with bf16
+    units, int8 for a Q/DQ graph): ``reported`` is kept. ONNX Runtime computes
+    in the graph's own types, but its backend reads samedge's
+    ``samedge.precision`` metadata first, and ``convert_fp16`` and
+    ``quantize_int8`` carry the FP32 source's metadata into their output: the
+    graph itself (Q/DQ nodes, initializer types) decides here, as it does for
+    a ``samedge build`` directory, whose metadata says what it holds.
+    """
+    if backend != "onnxruntime":
+        return reported
+    from samedge.runtimes._graph import read_onnx_summary
+
+    summary = read_onnx_summary(path)
+    untagged = {k: v for k, v in summary.metadata.items() if k != "samedge.precision"}
+    return replace(summary, metadata=untagged).precision
+
+
+def _capped(paths: dict[str, Path], runs: int, threads: int) -> dict[str, tuple[float, str]]:
     env_before = os.environ.get("ONEDNN_MAX_CPU_ISA")
     os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE_VNNI"
     try:
@@ -302,7 +324,9 @@ def bench_model(name: str, args: argparse.Namespace, given: dict[str, Path]) -> 
         capped = _capped({k: v for k, v in files.items() if k != "fp16"}, args.runs, args.threads)
         for row in rows:
             if row["variant"] in capped:
-                row["latency_ms"]["openvino/f32 VNNI-cap"] = capped[row["variant"]]
+                ms, precision = capped[row["variant"]]
+                row["latency_ms"]["openvino/f32 VNNI-cap"] = ms
+                row["latency_ms"]["openvino/f32 VNNI-cap precision"] = precision
     return {
         "model": name,
         "weights": weights,
@@ -403,6 +427,10 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
     ]
     for model in result["models"]:
+        if model.get("superseded"):
+            # Rows kept in the JSON for the record, no longer current: say where the current are.
+            lines += [f"## {model['model']}", "", model["superseded"], ""]
+            continue
         lines += [
             f"## {model['model']} ({model['weights']}, {model['image_size']} px, "
             f"{model['calibration_frames']} calibration / {model['heldout_frames']} held-out)",

@@ -36,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import json
 import logging
 import math
 import os
@@ -107,6 +108,19 @@ def set_metadata(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
     for key, value in [*keep, *sorted(props.items())]:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def retag_precision(model: onnx.ModelProto, precision: str) -> None:
+    """Set the ``samedge.precision`` tag a converted graph inherited from its source.
+
+    ``convert_fp16`` and ``quantize_int8`` keep the source's metadata (its
+    provenance); left as it was, the tag would say "fp32" and the runtimes,
+    which believe samedge's own tag first, would report the wrong precision.
+    A graph without the tag is left untagged.
+    """
+    for entry in model.metadata_props:
+        if entry.key == "samedge.precision":
+            entry.value = json.dumps(precision)
 
 
 def _malloc_trim() -> Any:

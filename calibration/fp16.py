@@ -51,6 +51,7 @@ from samedge.calibration._onnx import (
     float_tensor_ranges,
     load_model,
     optimize_basic,
+    retag_precision,
     save_model,
 )
 from samedge.errors import ExportError, InputError
@@ -431,6 +432,7 @@ def convert_fp16(
         onnx.checker.check_model(converted)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"{src}: the FP16 graph is invalid ({e})") from e
+    retag_precision(converted, "fp16")
     save_model(converted, dst)
     max_abs = max((v for v in ranges.values() if np.isfinite(v)), default=0.0)
     log.info(

@@ -88,6 +88,7 @@ from samedge.calibration._onnx import (
     give_back_memory,
     load_model,
     optimize_basic,
+    retag_precision,
     run_session,
     save_model,
     session_options,
@@ -570,6 +571,7 @@ def quantize_int8(
     for key, value in provenance:
         entry = quantized.metadata_props.add()
         entry.key, entry.value = key, value
+    retag_precision(quantized, "int8")
     save_model(quantized, dst)
     del quantized
     give_back_memory()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple
 
 from samedge.models import ModelSpec, get_model_spec
@@ -24,6 +25,7 @@ __all__ = [
     "ExportedModel",
     "export_random",
     "export_report",
+    "load_benchmark_script",
     "reduced_sam_spec",
     "resolve_spec",
     "save_random_checkpoint",
@@ -115,3 +117,18 @@ def export_report(
     ckpt = save_random_checkpoint(spec, out.with_name(out.name + ".pth"), seed=seed)
     report = export_model(spec, ckpt, out, config=ExportConfig(progress=False))
     return ExportedModel(out, ckpt, spec), report
+
+
+def load_benchmark_script(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a script, not a package module) for its tests."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -15,6 +15,7 @@ from samedge.calibration.fp16 import Fp16Config, convert_fp16, layernorm_nodes
 from samedge.calibration.frames import encoder_inputs, read_frames
 from samedge.errors import InputError
 from samedge.model_dir import read_model_dir
+from samedge.runtimes._graph import read_onnx_summary
 
 if TYPE_CHECKING:
     from tests._factories import ExportedModel
@@ -132,6 +133,8 @@ def test_reduced_sam_encoder_keeps_sensitive_ops_fp32(
     assert half, "no compute node was converted to fp16"
     assert types["image"] == TensorProto.FLOAT
     assert types["image_embeddings"] == TensorProto.FLOAT
+    # Provenance kept, precision tag the output's own (runtimes believe it first).
+    assert read_onnx_summary(result.output).precision == "fp16"
 
 
 def test_fp16_config_validation() -> None:

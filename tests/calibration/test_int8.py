@@ -22,6 +22,7 @@ from samedge.calibration.int8 import (
 from samedge.calibration.report import cosine
 from samedge.errors import ExportError, InputError
 from samedge.model_dir import read_model_dir
+from samedge.runtimes._graph import read_onnx_summary
 
 if TYPE_CHECKING:
     from tests._factories import ExportedModel
@@ -59,6 +60,10 @@ def test_qdq_is_symmetric_int8_with_per_channel_weights(
     assert result.qdq.weights_per_tensor == 0
     assert result.qdq.quantizers > 0
     assert result.qdq.quantized_nodes
+    # The source's provenance is kept, but its precision tag is the output's own
+    # (runtimes believe the tag before the graph).
+    assert read_onnx_summary(result.output).precision == "int8"
+    assert read_onnx_summary(src).metadata["samedge.precision"] == '"fp32"'
     # The same file runs on ONNX Runtime (and below, OpenVINO) close to FP32.
     x = reduced_inputs[0]
     ref = cpu_session(src).run(None, {"image": x})[0]

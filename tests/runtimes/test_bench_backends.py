@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests._factories import load_benchmark_script
 from tests.runtimes._graphs import contract_model_dir
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_backends.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_backends", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_backends"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("bench_backends")
 
 
 def test_writes_the_record(tmp_path: Path, bench: ModuleType) -> None:
@@ -71,7 +62,7 @@ def test_default_output_is_under_results(bench: ModuleType) -> None:
     name = bench.machine_name()
     assert name.endswith("c")
     assert " " not in name
-    assert SCRIPT.parent / "results" == bench.RESULTS
+    assert Path(bench.__file__).parent / "results" == bench.RESULTS
 
 
 def test_refuses_bad_counts(tmp_path: Path, bench: ModuleType) -> None:
