@@ -147,12 +147,15 @@ def readme_block(reports: Sequence[tuple[Path, BenchReport]], root: Path | None 
         if fastest:
             lines += ["", "Peer time / samedge default time (higher: samedge faster):", ""]
             lines += _table(
-                ["model", "part", "peer", "ratio"],
+                ["model", "part", "objects", "peer", "peer ms", "samedge ms", "ratio"],
                 [
                     [
                         r["model"],
                         r["part"],
-                        f"{r['peer_suite']} ({r['peer_backend']})",
+                        str(r.get("objects") or ""),
+                        f"{r['peer_suite']} ({r['peer_backend']} {r['peer_precision']})",
+                        _f(r["peer_ms"]),
+                        _f(r["samedge_ms"]),
                         f"{r['ratio']:.1f}×",
                     ]
                     for r in fastest

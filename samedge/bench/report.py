@@ -366,7 +366,7 @@ class BenchReport:
                         _f(r["samedge_ms"]),
                         f"{r['ratio']:.2f}×",
                     ]
-                    for r in self.ratios
+                    for r in _distinct_ratios(self.ratios)
                 ],
             )
         if plot:
@@ -470,6 +470,23 @@ def _group(
 
 
 # -- peers ---------------------------------------------------------------------------
+
+
+def _distinct_ratios(ratios: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ratios, less a ``fastest`` row that is the same samedge row as its ``default``."""
+    defaults = {
+        (r["model"], r["part"], r.get("objects"), r["peer_suite"], r["peer_precision"],
+         r["peer_ms"], r["samedge"], r["samedge_ms"])
+        for r in ratios
+        if r.get("against") == "default"
+    }  # fmt: skip
+    return [
+        r
+        for r in ratios
+        if r.get("against") != "fastest"
+        or (r["model"], r["part"], r.get("objects"), r["peer_suite"], r["peer_precision"],
+            r["peer_ms"], r["samedge"], r["samedge_ms"]) not in defaults
+    ]  # fmt: skip
 
 
 def peer_ratios(

@@ -43,6 +43,13 @@ def test_peer_ratios_against_default_and_fastest():
     assert [(r["against"], r["ratio"]) for r in ratios] == [("default", 8.0), ("fastest", 8.0)]
     assert ratios[0]["samedge"] == "openvino bf16"
     assert peer_ratios(rows, "tensorrt")[0]["against"] == "fastest"
+    # The markdown lists a "fastest" row only where it is not the default's own row.
+    table = _report(rows, ratios=ratios).markdown().split("## Peer time / samedge time")[1]
+    assert "| default: openvino bf16 |" in table
+    assert "fastest:" not in table
+    faster = [*rows, _row(backend="onnxruntime", precision="fp32", ms=4.0)]
+    table = _report(faster, ratios=peer_ratios(faster, "openvino")).markdown()
+    assert "| fastest: onnxruntime fp32 | 4.00 | 20.00× |" in table
 
 
 def test_json_markdown_and_plot(tmp_path):
