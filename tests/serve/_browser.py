@@ -167,11 +167,19 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Page]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + 60.0
         while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
             if proc.poll() is not None or time.monotonic() > deadline:
+                # Reading stderr waits for EOF: a Chromium still running (slow to
+                # start on a loaded machine) must be stopped first, or this hangs.
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                    state = "still starting after 60 s, killed"
+                else:
+                    state = f"exit {proc.returncode}"
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise CDPError(f"chromium did not start (exit {proc.poll()}): {err[-2000:]}")
+                raise CDPError(f"chromium did not start ({state}): {err[-2000:]}")
             time.sleep(0.05)
         port = int(port_file.read_text().splitlines()[0])
         targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
