@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Reproduce the generated tables of README.md (Performance, samedge-tiny accuracy)
+# on this machine, with one command:
+#
+#     bash benchmarks/reproduce.sh                         # all of them
+#     bash benchmarks/reproduce.sh samedge_tiny mobile_sam # some of them
+#
+# Steps: samedge_tiny (fp32 + its own fp16/int8 builds), mobile_sam (fp32 +
+# fp16/int8 builds + the peers), sam_vit_b (fp32 + the peers), samedge-tiny's
+# held-out accuracy, then `samedge bench --update-readme`. Each step writes
+# JSON, markdown and a PNG into benchmarks/results/<machine>/ and records its
+# exact command, the machine and every library version.
+#
+# Needs the export, openvino and calibration extras (`pip install -e
+# '.[export,openvino,calibration,dev]'`) and, for the samexporter peer, its own
+# environment (`python -m samedge.bench.peers setup-samexporter`; without it
+# that peer is reported as left out and the others still run).
+#
+# Time on the 2-core AMD EPYC of benchmarks/results/amd-epyc-2c: samedge_tiny
+# about 10 minutes, mobile_sam about an hour, sam_vit_b about an hour (its
+# PyTorch encoder takes ~30 s a run there). Other processes on the machine add
+# noise to the latencies; the peer ratios are measured in the same run, so
+# they hold better than absolute times.
+#
+# SAMEDGE_MACHINE=name overrides the results folder's name (default: from the
+# hardware, e.g. amd-epyc-2c). SAMEDGE_BENCH_NOTE adds a line to every result.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval)
+
+common=(--points 1 --objects 1,4,16 --peak-size 2048 --isa-cap)
+[ -n "${SAMEDGE_MACHINE:-}" ] && common+=(--machine "$SAMEDGE_MACHINE")
+[ -n "${SAMEDGE_BENCH_NOTE:-}" ] && common+=(--note "$SAMEDGE_BENCH_NOTE")
+
+for step in "${steps[@]}"; do
+    echo "== reproduce: $step" >&2
+    case "$step" in
+        samedge_tiny)
+            samedge bench samedge_tiny --builds fp16,int8 --runs 20 --warmup 3 \
+                --accuracy-frames 2 "${common[@]}"
+            ;;
+        mobile_sam)
+            samedge bench mobile_sam --builds fp16,int8 --build-arg=--frames=16 \
+                --build-arg=--heldout=4 --peers --runs 5 --warmup 1 --accuracy-frames 2 \
+                "${common[@]}"
+            ;;
+        sam_vit_b)
+            # fp32 only: its INT8 calibration peaks at ~16.5 GB and takes most of
+            # an hour here (benchmarks/results/amd-epyc-2c/calibration_memory.md).
+            samedge bench sam_vit_b --parts encoder,decoder --peers --runs 3 --warmup 1 \
+                --accuracy-frames 1 --name bench_sam_vit_b_peers "${common[@]}"
+            ;;
+        eval)
+            machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench._machine import machine_name; print(machine_name())')}"
+            samedge eval samedge_tiny --scenes 200 \
+                --output "benchmarks/results/$machine/eval_samedge_tiny.json"
+            ;;
+        *)
+            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b or eval" >&2
+            exit 2
+            ;;
+    esac
+done
+samedge bench --update-readme
