@@ -16,9 +16,10 @@
 # environment (`python -m samedge.bench.peers setup-samexporter`; without it
 # that peer is reported as left out and the others still run).
 #
-# Time on the 2-core AMD EPYC of benchmarks/results/amd-epyc-2c: samedge_tiny
-# about 10 minutes, mobile_sam about an hour, sam_vit_b about an hour (its
-# PyTorch encoder takes ~30 s a run there). Other processes on the machine add
+# Time on the 2-core AMD EPYC of benchmarks/results/amd-epyc-2c (2026-12-01,
+# exports and the samexporter venv already made): samedge_tiny 6 minutes,
+# mobile_sam 20, sam_vit_b 33 (its PyTorch encoder takes 15-30 s a run there);
+# a first run adds the random-weight exports (a few minutes). Other processes on the machine add
 # noise to the latencies; the peer ratios are measured in the same run, so
 # they hold better than absolute times.
 #
