@@ -928,7 +928,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--update-readme",
         action="store_true",
-        help="regenerate README.md's performance block (and each bench*.md) from "
+        help="regenerate README.md's performance block (and each bench*.md and .png) from "
         "benchmarks/results/*/bench*.json and its samedge-tiny accuracy table from "
         "benchmarks/results/*/eval_samedge_tiny.json",
     )
