@@ -48,8 +48,9 @@ for step in "${steps[@]}"; do
                 "${common[@]}"
             ;;
         sam_vit_b)
-            # fp32 only: its INT8 calibration peaks at ~16.5 GB and takes most of
-            # an hour here (benchmarks/results/amd-epyc-2c/calibration_memory.md).
+            # fp32 only: its INT8 calibration peaks at 16.5 GB of memory here
+            # (benchmarks/results/amd-epyc-2c/calibration_builds_sam_vit_b.md);
+            # `--builds int8 --build-arg=--no-attention-int8` adds it where memory allows.
             samedge bench sam_vit_b --parts encoder,decoder --peers --runs 3 --warmup 1 \
                 --accuracy-frames 1 --name bench_sam_vit_b_peers "${common[@]}"
             ;;
