@@ -170,15 +170,18 @@ def _passes_gate(row: Measurement) -> bool | None:
     return mean >= ACCURACY_GATE[0] and p5 >= ACCURACY_GATE[1]
 
 
+def _fastest_passing(rows: Sequence[Measurement], none_pass: str) -> Measurement | str:
+    """The fastest of ``rows`` that passes the accuracy gate, or ``none_pass``."""
+    passing = [m for m in rows if _passes_gate(m)]
+    return min(passing, key=lambda m: m.timing.median_ms) if passing else none_pass
+
+
 def _fastest_capped(report: BenchReport, model: str) -> Measurement | str:
     """The fastest ISA-capped encoder row (any build) that passes the gate, or why there is none."""
     rows = [m for m in report.rows("encoder") if m.model == model and m.isa is not None]
     if not rows:
         return "no ISA-capped rows in this run (`samedge bench --isa-cap`)"
-    passing = [m for m in rows if _passes_gate(m)]
-    if not passing:
-        return "no ISA-capped configuration passes the accuracy gate"
-    return min(passing, key=lambda m: m.timing.median_ms)
+    return _fastest_passing(rows, "no ISA-capped configuration passes the accuracy gate")
 
 
 def _fastest_built(report: BenchReport, model: str) -> Measurement | str | None:
@@ -194,10 +197,7 @@ def _fastest_built(report: BenchReport, model: str) -> Measurement | str | None:
     ]
     if not rows:
         return None
-    passing = [m for m in rows if _passes_gate(m)]
-    if not passing:
-        return "no fp16/int8 build passes the accuracy gate"
-    return min(passing, key=lambda m: m.timing.median_ms)
+    return _fastest_passing(rows, "no fp16/int8 build passes the accuracy gate")
 
 
 def _label(row: Measurement) -> str:

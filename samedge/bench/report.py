@@ -474,19 +474,12 @@ def _group(
 
 def _distinct_ratios(ratios: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ratios, less a ``fastest`` row that is the same samedge row as its ``default``."""
-    defaults = {
-        (r["model"], r["part"], r.get("objects"), r["peer_suite"], r["peer_precision"],
-         r["peer_ms"], r["samedge"], r["samedge_ms"])
-        for r in ratios
-        if r.get("against") == "default"
-    }  # fmt: skip
-    return [
-        r
-        for r in ratios
-        if r.get("against") != "fastest"
-        or (r["model"], r["part"], r.get("objects"), r["peer_suite"], r["peer_precision"],
-            r["peer_ms"], r["samedge"], r["samedge_ms"]) not in defaults
-    ]  # fmt: skip
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(r.get(k) for k in r if k != "against")
+
+    defaults = {key(r) for r in ratios if r.get("against") == "default"}
+    return [r for r in ratios if r.get("against") != "fastest" or key(r) not in defaults]
 
 
 def peer_ratios(
