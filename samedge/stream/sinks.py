@@ -176,7 +176,12 @@ class VideoSink:
                     prefix=f".{self.path.stem}.", suffix=f".partial{suffix}", dir=self.path.parent
                 )
                 os.close(fd)
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*fourcc), self.fps, size)
+                try:
+                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*fourcc), self.fps, size)
+                except BaseException:  # Ctrl-C here must not leave the temporary file behind
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
                 if writer.isOpened():
                     self._writer, self._partial, self.fourcc = writer, Path(tmp), fourcc
                     self.output = self.path
@@ -210,7 +215,15 @@ class VideoSink:
         self._closed = True
         if self._writer is not None and self._partial is not None:
             self._writer.release()
-            os.replace(self._partial, self.path)
+            if self.frames == 0:
+                # Stopped (e.g. Ctrl-C) before the first frame went in: an empty
+                # MP4 plays nowhere, so nothing replaces ``path``.
+                with contextlib.suppress(OSError):
+                    os.unlink(self._partial)
+                self.output = None
+                log.info("video %s: no frame was written; nothing saved", self.path)
+            else:
+                os.replace(self._partial, self.path)
         self._stack.close()
 
     def abort(self) -> None:

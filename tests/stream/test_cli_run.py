@@ -119,14 +119,20 @@ def test_signals_end_a_run_cleanly(reduced_model, tmp_path, signum):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job inherits SIGINT ignored (so would this run,
+        # and Ctrl-C would do nothing): give it a terminal's default, as a user has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
-        # The video's temporary file appears with the first written frame.
+        # The video's temporary file appears when the writer opens, just before
+        # the first frame goes in; OpenCV buffers the frames, so wait a little for
+        # some to be written (a run stopped before its first frame saves no video).
         while not list(tmp_path.glob(".run.*.partial.mp4")) and proc.poll() is None:
             if time.monotonic() > deadline:
                 pytest.fail("samedge run wrote no frame within 120 s")
             time.sleep(0.05)
+        time.sleep(1.0)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:

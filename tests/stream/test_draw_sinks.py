@@ -99,6 +99,51 @@ def test_video_sink_refuses_to_overwrite_unless_forced(tmp_path):
     assert path.stat().st_size > 3
 
 
+def test_video_sink_interrupted_before_a_frame_saves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C while the writer opens or takes its first frame: the old file stays, no temp."""
+    path = tmp_path / "run.mp4"
+    path.write_bytes(b"old")
+    real = cv2.VideoWriter
+
+    class InterruptedOnWrite:
+        fourcc = staticmethod(cv2.VideoWriter.fourcc)
+
+        def __init__(self, *args):
+            self._writer = real(*args)
+
+        def isOpened(self):  # noqa: N802  (OpenCV's name)
+            return self._writer.isOpened()
+
+        def write(self, frame):
+            raise KeyboardInterrupt
+
+        def release(self):
+            self._writer.release()
+
+    monkeypatch.setattr(sinks_module.cv2, "VideoWriter", InterruptedOnWrite)
+    sink = VideoSink(path, force=True)
+    with pytest.raises(KeyboardInterrupt):
+        sink.write_frame(frames(1)[0])
+    sink.close()
+    assert sink.output is None
+    assert path.read_bytes() == b"old"
+    assert not list(tmp_path.glob(".*"))
+
+    class InterruptedOnOpen:
+        fourcc = staticmethod(cv2.VideoWriter.fourcc)
+
+        def __init__(self, *args):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sinks_module.cv2, "VideoWriter", InterruptedOnOpen)
+    sink = VideoSink(path, force=True)
+    with pytest.raises(KeyboardInterrupt):
+        sink.write_frame(frames(1)[0])
+    sink.close()
+    assert path.read_bytes() == b"old"
+    assert not list(tmp_path.glob(".*"))
+
+
 def test_png_folder_output_and_fallback(tmp_path, monkeypatch):
     sink = VideoSink(tmp_path / "frames")
     for f in frames(3):
