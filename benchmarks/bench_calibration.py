@@ -45,10 +45,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backends import machine_name
+from _files import write_atomic
 
 import samedge
-from samedge._io import atomic_write_text
+from samedge import graph_names
+from samedge.bench import machine_name
 from samedge.calibration import (
     GateConfig,
     Int8Config,
@@ -208,11 +209,11 @@ def _time_child(paths: dict[str, str], runs: int, threads: int, queue: Any) -> N
 
 
 def _median_ms(engine: Any, x: np.ndarray, runs: int) -> float:
-    engine.infer({"image": x})
+    engine.infer({graph_names.IMAGE: x})
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        engine.infer({"image": x})
+        engine.infer({graph_names.IMAGE: x})
         times.append((time.perf_counter() - t0) * 1000)
     return round(statistics.median(times), 2)
 
@@ -294,7 +295,8 @@ def bench_model(name: str, args: argparse.Namespace, given: dict[str, Path]) -> 
     files: dict[str, Path] = {"fp32": src / card.encoder}
 
     t0 = time.perf_counter()
-    fp16 = convert_fp16(src / card.encoder, work / f"{name}.fp16.onnx", [{"image": inputs[0]}])
+    feeds = [{graph_names.IMAGE: inputs[0]}]
+    fp16 = convert_fp16(src / card.encoder, work / f"{name}.fp16.onnx", feeds)
     rows.append({"variant": "fp16", "seconds": round(time.perf_counter() - t0, 1),
                  "fp32_kept": fp16.summary()})  # fmt: skip
     files["fp16"] = fp16.output
@@ -358,7 +360,7 @@ def _loads_on(model_dir: Path) -> dict[str, str]:
 
 def run_builds(args: argparse.Namespace, given: dict[str, Path]) -> dict[str, Any]:
     """``samedge build`` for each model and precision, with its report and a load check."""
-    from samedge.calibration import BuildConfig, GateError, Precision, build
+    from samedge.calibration import BuildConfig, BuildReport, GateError, Precision, build
 
     work = Path(args.work)
     records = []
@@ -381,13 +383,9 @@ def run_builds(args: argparse.Namespace, given: dict[str, Path]) -> dict[str, An
                 record = {"report": report.to_dict(), "summary": report.summary()}
                 record["loads_on"] = _loads_on(out)
             except GateError as e:
-                fid, gt = e.report.get("fidelity", {}), e.report.get("ground_truth") or {}
-                lines = [str(e), f"  vs fp32: {json.dumps(fid)}"]
-                if gt:
-                    lines.append(
-                        f"  ground truth mIoU: fp32 {gt.get('fp32')}, build {gt.get('build')}"
-                    )
-                record = {"report": e.report, "summary": "\n".join(lines)}
+                # The gate's message says which gate, what it missed and what was measured.
+                failed = BuildReport.from_dict(e.report)
+                record = {"report": e.report, "summary": f"{e}\n{failed.summary()}"}
             record.update(model=name, weights=weights, precision=precision,
                           seconds=round(time.perf_counter() - t0, 1),
                           peak_rss_gb=_peak_rss_gb())  # fmt: skip
@@ -536,16 +534,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
         result.pop("models")
         result.update(run_builds(args, given))
         path = out_dir / f"{args.name}.json"
-        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-        atomic_write_text(out_dir / f"{args.name}.md", _builds_markdown(result))
+        write_atomic(path, json.dumps(result, indent=2) + "\n")
+        write_atomic(out_dir / f"{args.name}.md", _builds_markdown(result))
         print(_builds_markdown(result))
         return path
     for name in args.models:
         log.info("benchmarking %s", name)
         result["models"].append(bench_model(name, args, given))
     path = out_dir / f"{args.name}.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out_dir / f"{args.name}.md", _markdown(result))
+    write_atomic(path, json.dumps(result, indent=2) + "\n")
+    write_atomic(out_dir / f"{args.name}.md", _markdown(result))
     print(_markdown(result))
     return path
 

@@ -47,13 +47,12 @@ from typing import Any
 
 import httpx
 import numpy as np
-from bench_backends import machine_name
+from _files import write_atomic
 from websockets.sync.client import connect
 
 import samedge
-from samedge._io import atomic_write_text
+from samedge.bench import machine_info, machine_name
 from samedge.runtimes import available_backends
-from samedge.runtimes._hw import cpu_info
 from samedge.scenes import MovingScene
 from samedge.serve import ServeConfig, ServerThread
 from samedge.stream.demo import click_points
@@ -285,14 +284,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _machine(args: argparse.Namespace) -> dict[str, Any]:
-    cpu = cpu_info()
-    return {
-        "name": args.machine_name,
-        "cpu": cpu.model,
-        "cores": cpu.cores,
-        "arch": cpu.arch,
-        "platform": platform.platform(),
-    }
+    info = machine_info(args.machine_name)
+    return {k: info[k] for k in ("name", "cpu", "cores", "arch", "platform")}
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -401,11 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(record, indent=2) + "\n"
     print(markdown(record))
     if args.results is not None:
-        atomic_write_text(args.results / "serve_soak.json", text)
-        atomic_write_text(args.results / "serve_soak.md", markdown(record))
+        write_atomic(args.results / "serve_soak.json", text)
+        write_atomic(args.results / "serve_soak.md", markdown(record))
         print(f"wrote {args.results / 'serve_soak.json'} and serve_soak.md")
     if args.json is not None:
-        atomic_write_text(args.json, text)
+        write_atomic(args.json, text)
     return 0
 
 

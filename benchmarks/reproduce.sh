@@ -7,13 +7,15 @@
 #
 # Steps: samedge_tiny (fp32 + its own fp16/int8 builds), mobile_sam (fp32 +
 # fp16/int8 builds + the peers), sam_vit_b (fp32 + the peers), samedge-tiny's
-# held-out accuracy, then `samedge bench --update-readme`. Each step writes
+# held-out accuracy, then the README's tables (`python benchmarks/readme.py`)
+# and the project's goal verdicts (`python benchmarks/goals.py`, results/<machine>/goals.md).
+# The peers are timed beside a saved report by `python benchmarks/peers.py add`. Each step writes
 # JSON, markdown and a PNG into benchmarks/results/<machine>/ and records its
 # exact command, the machine and every library version.
 #
 # Needs the export, openvino and calibration extras (`pip install -e
 # '.[export,openvino,calibration,dev]'`) and, for the samexporter peer, its own
-# environment (`python -m samedge.bench.peers setup-samexporter`; without it
+# environment (`python benchmarks/peers.py setup-samexporter`; without it
 # that peer is reported as left out and the others still run).
 #
 # Time on the 2-core AMD EPYC of benchmarks/results/amd-epyc-2c (2026-12-01,
@@ -31,8 +33,9 @@ cd "$(dirname "$0")/.."
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval)
 
-common=(--points 1 --objects 1,4,16 --peak-size 2048 --isa-cap)
-[ -n "${SAMEDGE_MACHINE:-}" ] && common+=(--machine "$SAMEDGE_MACHINE")
+machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench import machine_name; print(machine_name())')}"
+results="benchmarks/results/$machine"
+common=(--points 1 --objects 1,4,16 --peak-size 2048 --isa-cap --machine "$machine" --output "$results")
 [ -n "${SAMEDGE_BENCH_NOTE:-}" ] && common+=(--note "$SAMEDGE_BENCH_NOTE")
 
 for step in "${steps[@]}"; do
@@ -44,20 +47,20 @@ for step in "${steps[@]}"; do
             ;;
         mobile_sam)
             samedge bench mobile_sam --builds fp16,int8 --build-arg=--frames=16 \
-                --build-arg=--heldout=4 --peers --runs 5 --warmup 1 --accuracy-frames 2 \
-                "${common[@]}"
+                --build-arg=--heldout=4 --runs 5 --warmup 1 --accuracy-frames 2 \
+                --name bench_mobile_sam "${common[@]}"
+            python benchmarks/peers.py add "$results/bench_mobile_sam.json"
             ;;
         sam_vit_b)
             # fp32 only: its INT8 calibration peaks at 16.5 GB of memory here
             # (benchmarks/results/amd-epyc-2c/calibration_builds_sam_vit_b.md);
             # `--builds int8 --build-arg=--no-attention-int8` adds it where memory allows.
-            samedge bench sam_vit_b --parts encoder,decoder --peers --runs 3 --warmup 1 \
+            samedge bench sam_vit_b --parts encoder,decoder --runs 3 --warmup 1 \
                 --accuracy-frames 1 --name bench_sam_vit_b_peers "${common[@]}"
+            python benchmarks/peers.py add "$results/bench_sam_vit_b_peers.json"
             ;;
         eval)
-            machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench._machine import machine_name; print(machine_name())')}"
-            samedge eval samedge_tiny --scenes 200 \
-                --output "benchmarks/results/$machine/eval_samedge_tiny.json"
+            samedge eval samedge_tiny --scenes 200 --output "$results/eval_samedge_tiny.json"
             ;;
         *)
             echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b or eval" >&2
@@ -65,4 +68,5 @@ for step in "${steps[@]}"; do
             ;;
     esac
 done
-samedge bench --update-readme
+python benchmarks/readme.py
+python benchmarks/goals.py

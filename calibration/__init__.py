@@ -18,47 +18,113 @@ Example:
 
 from __future__ import annotations
 
-from samedge.calibration.build import BuildConfig, Precision, build, failed_report_path
-from samedge.calibration.fp16 import Fp16Config, Fp16Result, convert_fp16
-from samedge.calibration.frames import (
-    CalibrationDataError,
-    FrameSet,
-    encoder_inputs,
-    read_frames,
-)
-from samedge.calibration.gate import GateConfig, GateError, GateResult
-from samedge.calibration.int8 import (
-    DEFAULT_METHOD,
-    Int8Config,
-    Int8Method,
-    Int8Result,
-    QdqSummary,
-    check_qdq,
-    quantize_int8,
-)
-from samedge.calibration.report import BuildReport, Fidelity, Reference, fixed_prompts
-from samedge.calibration.sensitivity import (
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+# The light modules load with the package; the ones that need onnx (and the
+# build, which needs them) on first use of one of their names, so that
+# ``import samedge.calibration.gate`` or reading a report needs no onnx.
+from samedge.calibration.frames import CalibrationDataError, FrameSet, encoder_inputs, read_frames
+from samedge.calibration.gate import GateConfig, GateError, GateKind, GateResult, GateVerdict
+from samedge.calibration.report import (
+    BuildReport,
+    CalibrationSettings,
+    Candidate,
+    Fidelity,
+    GroundTruth,
+    LayerFallback,
     LayerSensitivity,
-    drop_quantization,
-    find_fallback,
-    layer_sensitivity,
+    Reference,
+    fixed_prompts,
 )
+
+if TYPE_CHECKING:
+    from samedge.calibration.build import BuildConfig, Precision, build, failed_report_path
+    from samedge.calibration.fp16 import Fp16Config, Fp16Result, convert_fp16
+    from samedge.calibration.int8 import (
+        DEFAULT_METHOD,
+        Int8Config,
+        Int8Method,
+        Int8Result,
+        QdqSummary,
+        check_qdq,
+        quantize_int8,
+    )
+    from samedge.calibration.sensitivity import drop_quantization, find_fallback, layer_sensitivity
+
+_LAZY = {
+    "BuildConfig": "build",
+    "Precision": "build",
+    "build": "build",
+    "failed_report_path": "build",
+    "Fp16Config": "fp16",
+    "Fp16Result": "fp16",
+    "convert_fp16": "fp16",
+    "DEFAULT_METHOD": "int8",
+    "Int8Config": "int8",
+    "Int8Method": "int8",
+    "Int8Result": "int8",
+    "QdqSummary": "int8",
+    "check_qdq": "int8",
+    "quantize_int8": "int8",
+    "drop_quantization": "sensitivity",
+    "find_fallback": "sensitivity",
+    "layer_sensitivity": "sensitivity",
+}
+
+
+class _Package(types.ModuleType):
+    """This package, whose ``build`` stays the function.
+
+    Importing the submodule ``samedge.calibration.build`` makes Python set the
+    package's ``build`` attribute to that module; with the function loaded
+    lazily nothing would set it back, so the setter keeps the function.
+    """
+
+    @property
+    def build(self) -> Any:
+        return importlib.import_module(f"{__name__}.build").build
+
+    @build.setter
+    def build(self, value: Any) -> None:
+        if not isinstance(value, types.ModuleType):
+            raise AttributeError("samedge.calibration.build is the build function")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DEFAULT_METHOD",
     "BuildConfig",
     "BuildReport",
     "CalibrationDataError",
+    "CalibrationSettings",
+    "Candidate",
     "Fidelity",
     "Fp16Config",
     "Fp16Result",
     "FrameSet",
     "GateConfig",
     "GateError",
+    "GateKind",
     "GateResult",
+    "GateVerdict",
+    "GroundTruth",
     "Int8Config",
     "Int8Method",
     "Int8Result",
+    "LayerFallback",
     "LayerSensitivity",
     "Precision",
     "QdqSummary",

@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from samedge.errors import ExportError, InputError
+from samedge._io import free_space
+from samedge.errors import ExportError, InputError, OutputWriteError
 
 __all__ = [
     "cpu_session",
@@ -86,19 +87,37 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
-    """Save ``model``; weights go to ``<name>.data`` beside it when it is too big for one file."""
+    """Save ``model``; weights go to ``<name>.data`` beside it when it is too big for one file.
+
+    Raises:
+        OutputWriteError: the file could not be written (a full disk); what
+            was written of it is removed.
+    """
     path = Path(path)
-    if model.ByteSize() > _EXTERNAL_DATA_BYTES:
-        onnx.save(
-            model,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=path.name + ".data",
-        )
-    else:
-        onnx.save(model, str(path))
+    try:
+        if model.ByteSize() > _EXTERNAL_DATA_BYTES:
+            onnx.save(
+                model,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=path.name + ".data",
+            )
+        else:
+            onnx.save(model, str(path))
+    except OSError as e:
+        for partial in (path, path.with_name(path.name + ".data")):
+            partial.unlink(missing_ok=True)
+        raise _write_failed(path, e) from e
     return path
+
+
+def _write_failed(path: Path, error: BaseException) -> OutputWriteError:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return OutputWriteError(
+        f"{path}: could not write the graph ({reason}; {free_space(path.parent)}); the "
+        "source model is fine: free space there, or write the output elsewhere"
+    )
 
 
 def set_metadata(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
@@ -234,7 +253,17 @@ def optimize_basic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
     try:
         ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise ExportError(f"{src}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from e
+        # ORT reports a failed write of the optimized copy (a full disk) as a load
+        # error of the source; a source that loads without the copy is not at fault.
+        try:
+            ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+        except Exception:
+            raise ExportError(
+                f"{src}: ONNX Runtime cannot load it ({type(e).__name__}: {e})"
+            ) from e
+        for partial in (dst, dst.with_name(dst.name + ".data")):
+            partial.unlink(missing_ok=True)
+        raise _write_failed(dst, e) from e
     model = onnx.load(str(dst), load_external_data=False)
     domains = {n.domain for n in model.graph.node} - _STANDARD_DOMAINS
     if domains:

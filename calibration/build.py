@@ -54,13 +54,22 @@ from typing import Any
 
 import numpy as np
 
-from samedge._io import atomic_directory, atomic_write_text, claim_output, sha256_file
+from samedge import graph_names
+from samedge._fidelity import encode
+from samedge._frames import check_frame_counts
+from samedge._io import (
+    atomic_directory,
+    atomic_write_text,
+    check_output_dir,
+    claim_output,
+    sha256_file,
+)
+from samedge._signals import import_module
 from samedge._version import __version__
 from samedge.calibration._onnx import (
     cpu_session,
     give_back_memory,
     load_model,
-    run_session,
     save_model,
     set_metadata,
 )
@@ -71,12 +80,22 @@ from samedge.calibration.frames import (
     encoder_inputs,
     read_frames,
 )
-from samedge.calibration.gate import GROUND_TRUTH_GATE, GateConfig, GateError, GateResult
+from samedge.calibration.gate import GateConfig, GateError, GateResult, GateVerdict
 from samedge.calibration.int8 import Int8Config, Int8Method, quantize_int8
-from samedge.calibration.report import BuildReport, Fidelity, Reference, fixed_prompts
+from samedge.calibration.report import (
+    BuildReport,
+    CalibrationSettings,
+    Candidate,
+    Fidelity,
+    GroundTruth,
+    LayerFallback,
+    Reference,
+    fixed_prompts,
+)
 from samedge.calibration.sensitivity import drop_quantization, find_fallback, layer_sensitivity
-from samedge.errors import InputError, ModelDirError, OutputExistsError, SamedgeError
+from samedge.errors import InputError, ModelDirError, SamedgeError
 from samedge.model_dir import (
+    CARD_NAME,
     DECODER_NAME,
     ENCODER_NAME,
     ModelCard,
@@ -165,6 +184,8 @@ class BuildConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{name}: got {value!r}, expected an int >= {low}")
+        # Bounded here too, so `build --frames 100000000` fails before anything loads.
+        check_frame_counts(self.frames, self.heldout)
         if self.method is not None and not isinstance(self.method, Int8Method):
             raise InputError(
                 f"method: got {self.method!r}, expected an Int8Method "
@@ -187,15 +208,15 @@ class _Artifact:
     encoder: Path
     decoder: Path
     fidelity: Fidelity
-    gate: GateResult
     method: str | None = None
     fp16_blocked: dict[str, dict[str, int]] = field(default_factory=dict)
-    fallback: dict[str, Any] | None = None
+    fallback: LayerFallback | None = None
+    # The INT8 encoder without fallback, to time against the one with it.
+    plain_encoder: Path | None = None
     qdq: dict[str, Any] | None = None
-    # What decided it (see _Judge): ``gate`` is always the FP32 check, which is
-    # the verdict only where the FP32 gate applies.
-    verdict: GateResult | None = None
-    ground_truth: dict[str, Any] | None = None
+    # The gate's verdict (see _Judge), once judged.
+    verdict: GateVerdict | None = None
+    ground_truth: GroundTruth | None = None
 
 
 def failed_report_path(output: str | os.PathLike[str]) -> Path:
@@ -217,11 +238,11 @@ def _open(path: Path, backend: str) -> Any:
 def _latency_ms(path: Path, backend: str, x: np.ndarray, runs: int) -> tuple[float, str]:
     """Median encoder latency on ``backend`` after one warm-up run, and its compute precision."""
     with _open(path, backend) as engine:
-        engine.infer({"image": x})
+        engine.infer({graph_names.IMAGE: x})
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            engine.infer({"image": x})
+            engine.infer({graph_names.IMAGE: x})
             times.append((time.perf_counter() - t0) * 1000.0)
         return statistics.median(times), engine.precision
 
@@ -265,8 +286,8 @@ def _decoder_feeds(
         prompts = batch_prompts(
             fixed_prompts(original), original, transform, card.low_res_mask_size
         )
-        emb = run_session(session, {"image": x}, ["image_embeddings"])[0]
-        feeds.append({"image_embeddings": emb, **prompts.feeds()})
+        emb, extras = encode(session, x)  # SAM-HQ's hq_features go to the decoder too
+        feeds.append({graph_names.IMAGE_EMBEDDINGS: emb, **extras, **prompts.feeds()})
     return feeds
 
 
@@ -305,15 +326,14 @@ def _fp16_candidate(
     enc: Fp16Result = convert_fp16(
         src_dir / card.encoder,
         work / "encoder.fp16.onnx",
-        [{"image": x} for x in inputs[:2]],
+        [{graph_names.IMAGE: x} for x in inputs[:2]],
         config.fp16,
     )
     blocked["encoder"] = enc.summary()
     decoder = _make_decoder(card, src_dir, work, config, frames, inputs, blocked)
     fid = ref.compare(enc.output, decoder)
-    gate = config.gate.check(fid.mean_iou, fid.p5_iou, fid.cosine_min)
-    log.info("fp16: %s; vs fp32 %s", fid.line(), gate)
-    art = _Artifact("fp16", enc.output, decoder, fid, gate, fp16_blocked=blocked)
+    log.info("fp16: %s", fid.line())
+    art = _Artifact("fp16", enc.output, decoder, fid, fp16_blocked=blocked)
     judge(art)
     return art
 
@@ -333,14 +353,12 @@ def _int8_candidate(
     result = quantize_int8(src_dir / card.encoder, work / "encoder.int8.onnx", inputs, int8_config)
     decoder = _make_decoder(card, src_dir, work, config, frames, inputs, blocked)
     fid = ref.compare(result.output, decoder)
-    gate = config.gate.check(fid.mean_iou, fid.p5_iou, fid.cosine_min)
-    log.info("int8 (%s): %s; vs fp32 %s", result.method.value, fid.line(), gate)
+    log.info("int8 (%s): %s", result.method.value, fid.line())
     art = _Artifact(
         "int8",
         result.output,
         decoder,
         fid,
-        gate,
         method=result.method.value,
         fp16_blocked=blocked,
         qdq=result.qdq.to_dict(),
@@ -383,18 +401,17 @@ def _fallback(
     def passes(k: int) -> bool:
         session = cpu_session(drop_quantization(model, order[:k]))
         fid = ref.compare(session, decoder_session)
-        verdicts[k] = (fid, config.gate.check(fid.mean_iou, fid.p5_iou, fid.cosine_min))
+        verdicts[k] = (fid, config.gate.check_fidelity(fid))
         log.info("fallback k=%d: %s; gate %s", k, fid.line(), verdicts[k][1])
         return verdicts[k][1].passed
 
     k = find_fallback(passes, limit)
-    tried = sorted(verdicts)
-    info: dict[str, Any] = {
-        "sensitivity": [s.to_dict() for s in ranked[:20]],
-        "tried": tried,
-        "limit": limit,
-        "without_fallback": art.fidelity.to_dict(),
-    }
+    info = LayerFallback(
+        sensitivity=tuple(ranked[:20]),
+        tried=tuple(sorted(verdicts)),
+        limit=limit,
+        without_fallback=art.fidelity,
+    )
     # Re-quantize with the chosen layers excluded (their FP32 weights, no Q/DQ),
     # and check the real file: the surgery above only estimates it. If the
     # re-quantized file still misses, widen the exclusion within the limit.
@@ -407,25 +424,22 @@ def _fallback(
             replace(int8_config, exclude=kept),
         )
         fid = ref.compare(result.output, art.decoder)
-        gate = config.gate.check(fid.mean_iou, fid.p5_iou, fid.cosine_min)
+        gate = config.gate.check_fidelity(fid)
         log.info("int8 with %d layer(s) in float: %s; gate %s", k, fid.line(), gate)
         if gate.passed or k >= limit:
-            info["kept"] = list(kept)
-            info["kept_sensitivity"] = [s.to_dict() for s in ranked[:k]]
             return _Artifact(
                 "int8",
                 result.output,
                 art.decoder,
                 fid,
-                gate,
                 method=result.method.value,
                 fp16_blocked=art.fp16_blocked,
-                fallback={**info, "plain_encoder": str(art.encoder)},
+                fallback=replace(info, kept=kept, kept_sensitivity=tuple(ranked[:k])),
+                plain_encoder=art.encoder,
                 qdq=result.qdq.to_dict(),
             )
         k = min(2 * k, limit)
-    info["kept"] = []
-    art.fallback = {**info, "result": f"no k <= {limit} passes the fp32 gate"}
+    art.fallback = replace(info, result=f"no k <= {limit} passes the fp32 gate")
     return art
 
 
@@ -434,27 +448,11 @@ def _fallback(
 
 def _auto_candidates(backend: str) -> tuple[str, list[str], str]:
     """(backend, candidate precisions, why) for the device the backend would use."""
-    from samedge.runtimes import select_backend
+    from samedge.runtimes import native_precisions, select_backend
 
     choice = select_backend(backend)
-    name = choice.name
-    if name == "openvino":
-        import openvino
-
-        device = (choice.device or "cpu").upper().replace(":", ".")
-        caps = set(openvino.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
-        cands = [p for p, cap in (("int8", "INT8"), ("fp16", "FP16")) if cap in caps]
-        why = f"OpenVINO {device} optimization capabilities {sorted(caps)}"
-    elif name == "tensorrt":
-        cands, why = ["fp16", "int8"], "TensorRT runs FP16 and INT8 natively"
-    else:
-        import onnxruntime
-
-        providers = set(onnxruntime.get_available_providers())
-        gpu = bool(providers & {"CUDAExecutionProvider", "TensorrtExecutionProvider"})
-        cands = ["fp16", "int8"] if gpu else ["int8"]
-        why = "ONNX Runtime " + ("with CUDA: fp16, int8" if gpu else "on CPU: int8 kernels only")
-    return name, cands, why
+    precisions, why = native_precisions(choice)
+    return choice.name, list(precisions), why
 
 
 # ----------------------------------------------------------------------------- write
@@ -490,7 +488,7 @@ def has_ground_truth(model: str) -> bool:
 
 
 class _Judge:
-    """Gives a candidate its verdict with the gate that applies (:meth:`GateConfig.applies`).
+    """Gives a candidate its verdict (:meth:`GateConfig.judge`), measuring ground truth lazily.
 
     FP32 ground-truth mIoU is measured once and shared by every candidate.
     """
@@ -498,11 +496,10 @@ class _Judge:
     def __init__(self, card: ModelCard, src_dir: Path, work: Path, config: BuildConfig) -> None:
         self.card, self.src_dir, self.work, self.gate = card, src_dir, work, config.gate
         self.scenes = config.eval_scenes if has_ground_truth(card.model) else 0
-        self.applied, self.why = config.gate.applies(self.scenes > 0)
         self._fp32: tuple[dict[str, float], int] | None = None
         self._measured = 0
 
-    def ground_truth(self, art: _Artifact) -> dict[str, Any]:
+    def ground_truth(self, art: _Artifact) -> GroundTruth:
         """Ground-truth mIoU of FP32 and of the candidate (measured once per candidate)."""
         if art.ground_truth is None:
             if self._fp32 is None:
@@ -517,39 +514,15 @@ class _Judge:
             _write_graph(art.decoder, directory / DECODER_NAME, card, {})
             write_model_card(directory, card)
             miou, objects = _miou(directory, self.scenes)
-            art.ground_truth = {
-                "scenes": self.scenes,
-                "backend": "onnxruntime",
-                "objects": objects,
-                "fp32": self._fp32[0],
-                "build": miou,
-            }
+            art.ground_truth = GroundTruth(
+                scenes=self.scenes, objects=objects, fp32=self._fp32[0], build=miou
+            )
         return art.ground_truth
 
-    def __call__(self, art: _Artifact) -> GateResult:
-        fp32_check = art.gate
-        if self.applied == GROUND_TRUTH_GATE:
-            gt = self.ground_truth(art)
-            by_gt = self.gate.check_ground_truth(gt["fp32"], gt["build"])
-            gt["gate"] = str(by_gt)
-            # The FP32 numbers do not decide here, but users should see them.
-            notes = tuple(f"vs fp32 (reported, not gating): {r}" for r in fp32_check.reasons)
-            verdict = GateResult(by_gt.passed, (*by_gt.reasons, *notes))
-        elif fp32_check.passed or self.gate.max_gt_miou_drop is None or not self.scenes:
-            verdict = fp32_check
-        else:
-            gt = self.ground_truth(art)
-            by_gt = self.gate.check_ground_truth(gt["fp32"], gt["build"])
-            gt["gate"] = str(by_gt)
-            accepted = (
-                "accepted by the ground-truth gate: mIoU within "
-                f"{self.gate.gt_miou_drop:g} of fp32 for every prompt type"
-            )
-            verdict = GateResult(
-                by_gt.passed,
-                (*fp32_check.reasons, *(by_gt.reasons if not by_gt.passed else (accepted,))),
-            )
-        log.info("%s %s: %s gate %s", self.card.model, art.precision, self.applied, verdict)
+    def __call__(self, art: _Artifact) -> GateVerdict:
+        measure = (lambda: self.ground_truth(art)) if self.scenes else None
+        verdict = self.gate.judge(art.fidelity, measure)
+        log.info("%s %s: %s gate %s", self.card.model, art.precision, verdict.kind.value, verdict)
         art.verdict = verdict
         return verdict
 
@@ -602,11 +575,9 @@ def build(
     out = Path(output)
     if out.exists() and out.resolve() == src_dir.resolve():
         raise InputError(f"output {out}: is the source model directory; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExistsError(
-            f"output {out}: directory exists and is not empty; pass --force (force=True) "
-            "to replace it, or choose another path"
-        )
+    # Before the work: a file at ``out``, a directory samedge did not write
+    # (--force replaces only a model directory), a read-only place.
+    check_output_dir(out, force=force, marker=CARD_NAME)
     source = frames if frames is not None else (config.calibration or SYNTHETIC)
     frame_set = read_frames(source, config.frames, heldout=config.heldout, seed=config.seed)
     if (
@@ -632,8 +603,7 @@ def build(
         )
         give_back_memory()
         judge = _Judge(card, src_dir, work, config)
-        log.info("gate: %s (%s)", judge.applied, judge.why)
-        candidates: list[dict[str, Any]] = []
+        candidates: list[Candidate] = []
         decision = ""
         args = (card, src_dir, work, config, frame_set, inputs, ref, judge)
         if config.precision is Precision.AUTO:
@@ -643,37 +613,45 @@ def build(
         else:
             art = _int8_candidate(*args)
         verdict = art.verdict if art.verdict is not None else judge(art)
-        calibration = {
-            "source": frame_set.description,
-            "frames": len(frame_set.calibration),
-            "heldout": len(frame_set.heldout),
-            "skipped": frame_set.skipped,
-            "method": art.method,
-            "precision": art.precision,
-            "decoder_fp16": config.decoder_fp16,
-            "attention_int8": config.attention_int8,
-            "fallback": config.fallback,
-            "fp16_range_fraction": config.fp16.range_fraction,
-            "source_encoder_sha256": sha256_file(src_dir / card.encoder),
-            "versions": _versions(),
-        }
-        if art.qdq:
-            calibration["qdq"] = art.qdq
-        if art.fallback and art.fallback.get("kept") and verdict.passed and config.speed_runs:
-            plain = Path(art.fallback.pop("plain_encoder"))
-            cost = _speed_table({"int8": plain, "int8+fallback": art.encoder}, inputs[0],
-                                config.speed_runs)  # fmt: skip
-            art.fallback["speed_ms"] = cost
-            art.fallback["speed_cost"] = ", ".join(
-                f"{b}: {cost['int8'][b]:.1f} -> {cost['int8+fallback'][b]:.1f} ms"
-                for b in cost.get("int8", {})
-                if b in cost.get("int8+fallback", {})
+        calibration = CalibrationSettings(
+            source=frame_set.description,
+            frames=len(frame_set.calibration),
+            heldout=len(frame_set.heldout),
+            skipped=frame_set.skipped,
+            method=art.method,
+            precision=art.precision,
+            decoder_fp16=config.decoder_fp16,
+            attention_int8=config.attention_int8,
+            fallback=config.fallback,
+            fp16_range_fraction=config.fp16.range_fraction,
+            source_encoder_sha256=sha256_file(src_dir / card.encoder),
+            versions=_versions(),
+            qdq=art.qdq or None,
+        )
+        fallback = art.fallback
+        if (
+            fallback is not None
+            and fallback.kept
+            and art.plain_encoder is not None
+            and verdict.passed
+            and config.speed_runs
+        ):
+            cost = _speed_table({"int8": art.plain_encoder, "int8+fallback": art.encoder},
+                                inputs[0], config.speed_runs)  # fmt: skip
+            fallback = replace(
+                fallback,
+                speed_ms=cost,
+                speed_cost=", ".join(
+                    f"{b}: {cost['int8'][b]:.1f} -> {cost['int8+fallback'][b]:.1f} ms"
+                    for b in cost.get("int8", {})
+                    if b in cost.get("int8+fallback", {})
+                ),
             )
-        elif art.fallback:
-            art.fallback.pop("plain_encoder", None)
+        # Where the build came from is the card's provenance (samedge._fidelity.BuildSource),
+        # never the report's.
         details = {
             "source": {"model_dir": str(src_dir), "export": dict(card.details)},
-            "calibration": calibration,
+            "calibration": calibration.to_dict(),
         }
         new_card = replace(
             _card_for(card, art.precision, details), encoder=ENCODER_NAME, decoder=DECODER_NAME
@@ -683,17 +661,13 @@ def build(
         ground_truth = judge.ground_truth(art) if judge.scenes else None
         report = BuildReport(
             model=card.model,
-            source=str(src_dir),
-            output=str(out),
             precision=art.precision,
             decoder_precision="fp16" if config.decoder_fp16 and art.precision != "fp32" else "fp32",
-            passed=verdict.passed,
-            gate={**config.gate.to_dict(), "applied": judge.applied, "why": judge.why},
-            gate_reasons=verdict.reasons,
+            gate=verdict,
             fidelity=art.fidelity,
             calibration=calibration,
             fp16_blocked=art.fp16_blocked,
-            fallback=art.fallback,
+            fallback=fallback,
             candidates=tuple(candidates),
             decision=decision,
             ground_truth=ground_truth,
@@ -703,8 +677,7 @@ def build(
             failed = failed_report_path(out)
             atomic_write_text(failed, json.dumps(report.to_dict(), indent=2) + "\n")
             raise GateError(
-                f"{card.model} {art.precision} build missed its accuracy gate "
-                f"({'; '.join(verdict.reasons)}); no model was written. Report: {failed}",
+                f"{report.failure()}. Report: {failed}",
                 report.to_dict(),
                 str(failed),
             )
@@ -712,9 +685,9 @@ def build(
         speed = _speed_table(
             {"fp32": src_dir / card.encoder, "build": art.encoder}, inputs[0], config.speed_runs
         )
-        with atomic_directory(out, force=force) as stage:
-            _write_graph(art.encoder, stage / ENCODER_NAME, new_card, calibration)
-            _write_graph(art.decoder, stage / DECODER_NAME, new_card, calibration)
+        with atomic_directory(out, force=force, marker=CARD_NAME) as stage:
+            _write_graph(art.encoder, stage / ENCODER_NAME, new_card, calibration.to_dict())
+            _write_graph(art.decoder, stage / DECODER_NAME, new_card, calibration.to_dict())
             report = replace(report, speed_ms=speed, seconds=time.perf_counter() - t0)
             final = replace(new_card, details={**details, "report": report.to_dict()})
             (stage / "samedge.json").write_text(final.to_json(), encoding="utf-8")
@@ -735,22 +708,15 @@ def _auto(
     inputs: Sequence[np.ndarray],
     ref: Reference,
     judge: _Judge,
-) -> tuple[_Artifact, list[dict[str, Any]], str]:
+) -> tuple[_Artifact, list[Candidate], str]:
     backend, names, why = _auto_candidates(config.backend)
     runs = max(config.speed_runs, 1)
     x = inputs[0]
     base_ms, base_precision = _latency_ms(src_dir / card.encoder, backend, x, runs)
-    one = Fidelity(len(ref.inputs), 0, 1.0, 1.0, float("inf"), float("inf"), 1.0, 1.0, 1.0)
-    fp32 = _Artifact("fp32", src_dir / card.encoder, src_dir / card.decoder, one, GateResult(True))
-    fp32.verdict = GateResult(True)
-    rows = [
-        {
-            "precision": "fp32",
-            "backend": f"{backend}/{base_precision}",
-            "latency_ms": round(base_ms, 2),
-            "passed": True,
-        }
-    ]
+    one = Fidelity.identical(len(ref.inputs))
+    fp32 = _Artifact("fp32", src_dir / card.encoder, src_dir / card.decoder, one)
+    fp32.verdict = config.gate.baseline(has_ground_truth=judge.scenes > 0)
+    rows = [Candidate("fp32", f"{backend}/{base_precision}", base_ms, passed=True)]
     best, best_ms = fp32, base_ms
     for name in names:
         make = _fp16_candidate if name == "fp16" else _int8_candidate
@@ -758,14 +724,14 @@ def _auto(
         passed = art.verdict is not None and art.verdict.passed
         ms, precision = _latency_ms(art.encoder, backend, x, runs)
         rows.append(
-            {
-                "precision": name,
-                "backend": f"{backend}/{precision}",
-                "latency_ms": round(ms, 2),
-                "passed": passed,
-                "mean_iou": round(art.fidelity.mean_iou, 4),
-                "p5_iou": round(art.fidelity.p5_iou, 4),
-            }
+            Candidate(
+                name,
+                f"{backend}/{precision}",
+                ms,
+                passed,
+                mean_iou=art.fidelity.mean_iou,
+                p5_iou=art.fidelity.p5_iou,
+            )
         )
         if passed and ms < best_ms:
             best, best_ms = art, ms
@@ -794,7 +760,9 @@ def _versions() -> dict[str, str]:
     }
     for name in ("nncf", "onnxconverter_common", "openvino"):
         try:
-            module = __import__(name)
+            # A Ctrl-C inside these (OpenVINO's takes ~0.3 s) must stop the build,
+            # not read as "not installed".
+            module = import_module(name)
             versions[name] = str(getattr(module, "__version__", "?"))
         except ImportError:
             continue

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from samedge import graph_names
 from samedge.calibration._onnx import (
     float_tensor_ranges,
     load_model,
@@ -328,6 +329,38 @@ def _restore_float_outputs(model: onnx.ModelProto, original: Mapping[str, int]) 
         tensor.elem_type = onnx.TensorProto.FLOAT
 
 
+def _fp16_readers_of_outputs(
+    model: onnx.ModelProto, blocked: set[str], block_ops: set[str]
+) -> int:
+    """Point converted (FP16) nodes that read a graph output at its FP16 value.
+
+    With ``keep_io_types=True`` onnxconverter-common 1.16 ends an output in
+    ``Cast(to=float)`` but leaves the graph's own readers of that output on the
+    float32 value, so a converted reader gets mixed types (SAM-HQ's encoder
+    feeds ``image_embeddings`` to its FP16 ``ConvTranspose``, which ONNX
+    Runtime refuses). Those readers are given the Cast's FP16 input instead.
+    """
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers = _consumers(graph)
+    rewired = 0
+    for value in graph.output:
+        cast = producers.get(value.name)
+        if cast is None or cast.op_type != "Cast":
+            continue
+        to = {a.name: a.i for a in cast.attribute}.get("to")
+        if to != onnx.TensorProto.FLOAT:
+            continue
+        for reader in consumers.get(value.name, []):
+            if reader.name in blocked or reader.op_type in block_ops or reader.op_type == "Cast":
+                continue  # kept in FP32: the float32 value is what it needs
+            for k, name in enumerate(reader.input):
+                if name == value.name:
+                    reader.input[k] = cast.input[0]
+                    rewired += 1
+    return rewired
+
+
 def _fix_float_casts(model: onnx.ModelProto) -> int:
     """Point ``Cast(to=float)`` nodes at float16 where the converter typed their output fp16.
 
@@ -404,8 +437,8 @@ def convert_fp16(
             blocked[node.name] = f"{node.op_type} (converter default)"
     blocked.update(layernorm_nodes(graph))
     outputs = [o.name for o in graph.output]
-    if config.heads and {"low_res_masks", "iou_predictions"} <= set(outputs):
-        blocked.update(head_nodes(graph, ["low_res_masks", "iou_predictions"]))
+    if config.heads and set(graph_names.DECODER_OUTPUTS) <= set(outputs):
+        blocked.update(head_nodes(graph, list(graph_names.DECODER_OUTPUTS)))
     blocked.update(_overflow_nodes(graph, ranges, limit))
     for name in config.block_nodes:
         blocked[name] = "asked"
@@ -428,6 +461,7 @@ def convert_fp16(
         )
     _fix_float_casts(converted)
     _restore_float_outputs(converted, original_types)
+    _fp16_readers_of_outputs(converted, set(blocked), block_ops)
     try:
         onnx.checker.check_model(converted)
     except onnx.checker.ValidationError as e:

@@ -32,18 +32,25 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
+# The reading itself lives in the core (samedge._frames), where evaluation uses it too.
+from samedge._frames import (
+    CALIBRATION_SEED,
+    SYNTHETIC,
+    SYNTHETIC_SIZE,
+    FrameSet,
+    FrameSource,
+    read_frames,
+)
+
 # CalibrationDataError lives in samedge.errors with every other error; re-exported
 # so that ``from samedge.calibration.frames import CalibrationDataError`` keeps working.
-from samedge.errors import CalibrationDataError, ImageError, InputError, SamedgeError
+from samedge.errors import CalibrationDataError, SamedgeError
 from samedge.model_dir import ModelCard
-from samedge.preprocess import Resample, preprocess_image, validate_image
+from samedge.preprocess import Resample, preprocess_image
 
 __all__ = [
     "CALIBRATION_SEED",
@@ -51,181 +58,10 @@ __all__ = [
     "SYNTHETIC_SIZE",
     "CalibrationDataError",
     "FrameSet",
+    "FrameSource",
     "encoder_inputs",
     "read_frames",
 ]
-
-log = logging.getLogger(__name__)
-
-SYNTHETIC = "synthetic"
-SYNTHETIC_SIZE = (480, 640)
-#: Seed of the synthetic calibration scenes; held-out scenes use ``[seed, 2]``.
-CALIBRATION_SEED = 4242
-
-FrameSource = str | int | os.PathLike[str] | Iterable[np.ndarray]
-
-
-@dataclass(frozen=True)
-class FrameSet:
-    """RGB frames for calibration and for the held-out accuracy report.
-
-    Attributes:
-        calibration: ``H×W×3`` uint8 RGB frames the quantizer calibrates on.
-        heldout: Frames the report measures on (never calibration frames).
-        description: Where the frames came from, for the report.
-        skipped: Files or frames that could not be read, with the first error.
-    """
-
-    calibration: tuple[np.ndarray, ...]
-    heldout: tuple[np.ndarray, ...]
-    description: str
-    skipped: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.calibration:
-            raise CalibrationDataError("FrameSet: got no calibration frames, expected at least 1")
-
-
-def _check_counts(count: int, heldout: int) -> None:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InputError(f"frames: got {count!r}, expected an int >= 1")
-    if isinstance(heldout, bool) or not isinstance(heldout, int) or heldout < 0:
-        raise InputError(f"heldout: got {heldout!r}, expected an int >= 0")
-
-
-def _synthetic(count: int, heldout: int, seed: int) -> FrameSet:
-    from samedge.scenes import make_scene
-
-    cal_rng = np.random.default_rng([seed, 1])
-    held_rng = np.random.default_rng([seed, 2])
-    calibration = tuple(make_scene(cal_rng, SYNTHETIC_SIZE).image for _ in range(count))
-    held = tuple(make_scene(held_rng, SYNTHETIC_SIZE).image for _ in range(heldout))
-    return FrameSet(
-        calibration,
-        held,
-        f"synthetic scenes (seed {seed}, {SYNTHETIC_SIZE[1]}x{SYNTHETIC_SIZE[0]})",
-    )
-
-
-def _too_few(found: int, count: int, heldout: int, where: str, skipped: int, error: str) -> str:
-    need = f"{count + heldout} ({count} for calibration + {heldout} held out for the report)"
-    msg = f"calibration source {where}: found {found} readable frame(s), need {need}"
-    if skipped:
-        msg += f"; {skipped} could not be read (first: {error})"
-    if found:
-        msg += "; add frames, or pass a smaller --frames/--heldout"
-    return msg
-
-
-def _from_source(
-    spec: str | int | os.PathLike[str], count: int, heldout: int
-) -> tuple[list[np.ndarray], str, int, str]:
-    from samedge.stream.sources import open_source
-
-    need = count + heldout
-    frames: list[np.ndarray] = []
-    skipped, first_error = 0, ""
-    try:
-        source = open_source(spec)
-    except InputError as e:
-        raise CalibrationDataError(f"calibration source: {e}") from e
-    with source:
-        description = source.description
-        # A folder of undecodable files raises per file and moves on; bound the
-        # attempts so a source that errors forever cannot spin.
-        attempts = 0
-        while len(frames) < need and attempts < need + 10_000:
-            attempts += 1
-            try:
-                frame = source.read()
-            except ImageError as e:
-                skipped += 1
-                first_error = first_error or str(e)
-                log.warning("calibration: skipped an unreadable frame (%s)", e)
-                continue
-            if frame is None:
-                break
-            frames.append(frame.image)
-    return frames, description, skipped, first_error
-
-
-def _from_arrays(arrays: Iterable[object], need: int) -> tuple[list[np.ndarray], str, int, str]:
-    frames: list[np.ndarray] = []
-    for i, item in enumerate(arrays):
-        if len(frames) >= need:
-            break
-        if not isinstance(item, np.ndarray):
-            raise CalibrationDataError(
-                f"calibration frame {i}: got {type(item).__name__}, expected an H×W×3 uint8 "
-                "RGB numpy array"
-            )
-        try:
-            frames.append(validate_image(item, "RGB"))
-        except ImageError as e:
-            raise CalibrationDataError(f"calibration frame {i}: {e}") from e
-    return frames, "frames passed in Python", 0, ""
-
-
-def read_frames(
-    source: FrameSource,
-    count: int,
-    *,
-    heldout: int = 0,
-    seed: int | None = None,
-) -> FrameSet:
-    """Read ``count`` calibration frames and ``heldout`` report frames from a source.
-
-    Args:
-        source: ``"synthetic"``, a folder of images, an image or video file, a
-            camera index (int or digits), or an iterable of RGB uint8 arrays.
-        count: Calibration frames needed.
-        heldout: Held-out frames needed for the report (read after the
-            calibration ones; see the module docstring).
-        seed: Seed of the synthetic scenes; ``None`` means :data:`CALIBRATION_SEED`.
-
-    Returns:
-        The frames, as ``H×W×3`` uint8 RGB arrays.
-
-    Raises:
-        CalibrationDataError: the source opens but gives no readable frame,
-            fewer frames than ``count + heldout`` (the message says how many
-            were found and how many are needed), or an array of the wrong
-            type, dtype or shape.
-        InputError: ``count``/``heldout`` are not valid counts.
-
-    Example:
-        >>> frames = read_frames("synthetic", 8, heldout=4)      # doctest: +SKIP
-        >>> frames = read_frames("calib_images/", 64)            # doctest: +SKIP
-        >>> frames = read_frames(0, 32, heldout=8)               # camera 0  # doctest: +SKIP
-    """
-    _check_counts(count, heldout)
-    if isinstance(source, str) and source.strip().lower() == SYNTHETIC:
-        return _synthetic(count, heldout, CALIBRATION_SEED if seed is None else seed)
-    need = count + heldout
-    if isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool):
-        frames, where, skipped, error = _from_source(source, count, heldout)
-    elif isinstance(source, np.ndarray):
-        raise CalibrationDataError(
-            f"calibration source: got one numpy array {source.shape}; pass a list of frames "
-            "(H×W×3 uint8 arrays), a folder, a video, a camera index or 'synthetic'"
-        )
-    elif isinstance(source, Iterable):
-        frames, where, skipped, error = _from_arrays(source, need)
-    else:
-        raise CalibrationDataError(
-            f"calibration source: got {type(source).__name__}, expected 'synthetic', a folder "
-            "of images, a video file, a camera index or a list of H×W×3 uint8 frames"
-        )
-    if not frames:
-        raise CalibrationDataError(
-            f"calibration source {where}: no readable frames"
-            + (f" ({skipped} could not be read; first: {error})" if skipped else "")
-            + "; pass a folder of images, a video file, a camera index or 'synthetic'"
-        )
-    if len(frames) < need:
-        raise CalibrationDataError(_too_few(len(frames), count, heldout, where, skipped, error))
-    log.info("calibration: %d + %d held-out frames from %s", count, heldout, where)
-    return FrameSet(tuple(frames[:count]), tuple(frames[count:need]), where, skipped)
 
 
 def encoder_inputs(frames: Sequence[np.ndarray], card: ModelCard) -> list[np.ndarray]:

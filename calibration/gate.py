@@ -1,9 +1,9 @@
-"""The accuracy gate every FP16/INT8 build must pass before it is written.
+"""The accuracy gate every FP16/INT8 build must pass before it is written: its whole verdict.
 
-Two gates, one per kind of evidence:
+Two gates, one per kind of evidence (:class:`GateKind`):
 
 * **fp32** (every model): the build's masks against the FP32 pipeline's on
-  held-out frames and a fixed prompt set (:mod:`samedge.calibration.report`):
+  held-out frames and a fixed prompt set (:class:`samedge.calibration.Fidelity`):
   the mean mask IoU and its 5th percentile must reach the thresholds. The 5th
   percentile is what catches the failure users report (a few prompts whose
   masks fall apart) while the mean still looks fine.
@@ -17,26 +17,33 @@ Two gates, one per kind of evidence:
   benchmarks/results/amd-epyc-2c/calibration_builds_samedge_tiny.md). The
   FP32-fidelity numbers are still measured and reported beside it.
 
-:meth:`GateConfig.applies` says which gate decides and why: the ground-truth
-gate where the model has ground truth and no FP32 threshold was set
-explicitly; the FP32 gate otherwise (an explicit ``max_gt_miou_drop`` then
-still lets the ground truth accept a build the FP32 gate refused).
+This module owns the verdict end to end: which gate applies and why
+(:meth:`GateConfig.applies`), the thresholds and their defaults, the checks,
+how the two kinds of evidence combine (:meth:`GateConfig.judge`: the
+ground-truth gate where the model has ground truth and no FP32 threshold was
+set explicitly; the FP32 gate otherwise, where an explicit
+``max_gt_miou_drop`` still lets the ground truth accept a build the FP32 gate
+refused), and the words a report and an error use (:class:`GateVerdict`).
+It imports nothing heavier than the standard library, so reading a saved
+verdict needs neither onnx nor numpy.
 
 Example:
-    >>> from samedge.calibration.gate import GateConfig
-    >>> GateConfig().applies(has_ground_truth=True)[0]
-    'ground_truth'
+    >>> from samedge.calibration.gate import GateConfig, GateKind
+    >>> GateConfig().applies(has_ground_truth=True)[0] is GateKind.GROUND_TRUTH
+    True
     >>> GateConfig(min_p5_iou=0.9).applies(has_ground_truth=True)[0]
-    'fp32'
+    <GateKind.FP32: 'fp32'>
     >>> GateConfig().mean_iou_threshold, GateConfig().gt_miou_drop
     (0.95, 0.01)
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 # GateError lives in samedge.errors with every other error; re-exported so that
 # ``from samedge.calibration.gate import GateError`` keeps working.
@@ -50,7 +57,10 @@ __all__ = [
     "GROUND_TRUTH_GATE",
     "GateConfig",
     "GateError",
+    "GateKind",
     "GateResult",
+    "GateVerdict",
+    "GroundTruthMiou",
 ]
 
 DEFAULT_MIN_MEAN_IOU = 0.95
@@ -63,8 +73,59 @@ DEFAULT_MIN_P5_IOU = 0.85
 # benchmarks/results/amd-epyc-2c/calibration_builds_samedge_tiny.json).
 DEFAULT_MAX_GT_MIOU_DROP = 0.01
 
-FP32_GATE = "fp32"
-GROUND_TRUTH_GATE = "ground_truth"
+
+class GateKind(enum.Enum):
+    """Which evidence decides a build."""
+
+    FP32 = "fp32"
+    GROUND_TRUTH = "ground_truth"
+
+
+#: The gates by their former constant names.
+FP32_GATE = GateKind.FP32
+GROUND_TRUTH_GATE = GateKind.GROUND_TRUTH
+
+_NOT_GATING = "vs fp32 (reported, not gating): "
+
+
+class _Measured(Protocol):
+    """What the FP32 gate reads of a :class:`samedge.calibration.Fidelity`."""
+
+    mean_iou: float
+    p5_iou: float
+    worst_iou: float
+    cosine_mean: float
+    cosine_min: float
+
+
+class GroundTruthMiou(Protocol):
+    """What the ground-truth gate reads: mIoU per prompt type of FP32 and of the build.
+
+    :class:`samedge.calibration.report.GroundTruth` is one.
+    """
+
+    @property
+    def fp32(self) -> Mapping[str, float]: ...
+
+    @property
+    def build(self) -> Mapping[str, float]: ...
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Outcome of one check.
+
+    Attributes:
+        passed: Every threshold was met.
+        reasons: One line per missed threshold (empty when passed), or notes
+            on a pass (what the gate that did not decide measured).
+    """
+
+    passed: bool
+    reasons: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return "passed" if self.passed else "FAILED: " + "; ".join(self.reasons)
 
 
 @dataclass(frozen=True)
@@ -123,18 +184,18 @@ class GateConfig:
             return DEFAULT_MAX_GT_MIOU_DROP
         return float(self.max_gt_miou_drop)
 
-    def applies(self, has_ground_truth: bool) -> tuple[str, str]:
-        """Which gate decides a build (``"fp32"`` or ``"ground_truth"``), and why, in words."""
+    def applies(self, has_ground_truth: bool) -> tuple[GateKind, str]:
+        """Which gate decides a build, and why, in words."""
         if not has_ground_truth:
-            return FP32_GATE, "the model has no ground truth to measure against"
+            return GateKind.FP32, "the model has no ground truth to measure against"
         if self.min_mean_iou is not None or self.min_p5_iou is not None:
             why = "mask-IoU-vs-fp32 thresholds were set explicitly"
             if self.max_gt_miou_drop is not None:
                 why += f"; a build within {self.gt_miou_drop:g} of fp32's ground-truth mIoU is "
                 why += "also accepted"
-            return FP32_GATE, why
+            return GateKind.FP32, why
         return (
-            GROUND_TRUTH_GATE,
+            GateKind.GROUND_TRUTH,
             "the model has ground truth (procedural scenes); mask IoU vs fp32 is reported, "
             "not gating",
         )
@@ -150,6 +211,10 @@ class GateConfig:
             reasons.append(f"worst embedding cosine {min_cosine:.4f} < {self.min_cosine:g}")
         return GateResult(not reasons, tuple(reasons))
 
+    def check_fidelity(self, fidelity: _Measured) -> GateResult:
+        """The FP32 gate on a measured :class:`~samedge.calibration.Fidelity`."""
+        return self.check(fidelity.mean_iou, fidelity.p5_iou, fidelity.cosine_min)
+
     def check_ground_truth(
         self, fp32: Mapping[str, float], build: Mapping[str, float]
     ) -> GateResult:
@@ -163,6 +228,72 @@ class GateConfig:
         ]
         return GateResult(not reasons, tuple(reasons))
 
+    def judge(
+        self,
+        fidelity: _Measured,
+        ground_truth: Callable[[], GroundTruthMiou] | None = None,
+    ) -> GateVerdict:
+        """The verdict on a build: which gate decided, why, and what it found.
+
+        Args:
+            fidelity: The build measured against FP32.
+            ground_truth: Measures the build's and FP32's mIoU against ground
+                truth when called (it is slow, so it is called only when the
+                verdict needs it); ``None`` when the model has no ground truth.
+
+        Returns:
+            The verdict; its ``reasons`` are the missed thresholds, or on a
+            pass what the gate that did not decide found.
+        """
+        kind, why = self.applies(ground_truth is not None)
+        fp32_check = self.check_fidelity(fidelity)
+        by_gt: GateResult | None = None
+        if kind is GateKind.GROUND_TRUTH and ground_truth is not None:
+            gt = ground_truth()
+            by_gt = self.check_ground_truth(gt.fp32, gt.build)
+            # The FP32 numbers do not decide here, but users should see them.
+            notes = tuple(_NOT_GATING + r for r in fp32_check.reasons)
+            passed, reasons = by_gt.passed, (*by_gt.reasons, *notes)
+        elif fp32_check.passed or self.max_gt_miou_drop is None or ground_truth is None:
+            passed, reasons = fp32_check.passed, fp32_check.reasons
+        else:
+            gt = ground_truth()
+            by_gt = self.check_ground_truth(gt.fp32, gt.build)
+            accepted = (
+                "accepted by the ground-truth gate: mIoU within "
+                f"{self.gt_miou_drop:g} of fp32 for every prompt type"
+            )
+            passed = by_gt.passed
+            reasons = (*fp32_check.reasons, *(by_gt.reasons if not by_gt.passed else (accepted,)))
+        return GateVerdict(
+            kind=kind,
+            why=why,
+            passed=passed,
+            reasons=tuple(reasons),
+            min_mean_iou=self.mean_iou_threshold,
+            min_p5_iou=self.p5_iou_threshold,
+            min_cosine=self.min_cosine,
+            max_gt_miou_drop=self.gt_miou_drop,
+            ground_truth=by_gt,
+        )
+
+    def baseline(self, has_ground_truth: bool) -> GateVerdict:
+        """The verdict on FP32 itself, which ``--precision auto`` keeps when no build is faster.
+
+        Passed, with nothing missed: FP32 is what the gate measures against.
+        """
+        kind, why = self.applies(has_ground_truth)
+        return GateVerdict(
+            kind=kind,
+            why=why,
+            passed=True,
+            reasons=(),
+            min_mean_iou=self.mean_iou_threshold,
+            min_p5_iou=self.p5_iou_threshold,
+            min_cosine=self.min_cosine,
+            max_gt_miou_drop=self.gt_miou_drop,
+        )
+
     def to_dict(self) -> dict[str, float | None]:
         """The thresholds in effect (defaults filled in)."""
         return {
@@ -174,17 +305,122 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """Outcome of the gate.
+class GateVerdict:
+    """What the gate decided about one build, with the thresholds it applied.
 
     Attributes:
-        passed: Every threshold was met.
-        reasons: One line per missed threshold (empty when passed), or notes
-            on a pass (what the gate that did not decide measured).
+        kind: The gate that decided.
+        why: Why that gate, in words.
+        passed: The verdict.
+        reasons: Missed thresholds, or on a pass notes (FP32 thresholds a
+            ground-truth-gated build missed, which are reported, not gating).
+        min_mean_iou: FP32 gate's mean mask IoU threshold in effect.
+        min_p5_iou: FP32 gate's 5th-percentile threshold in effect.
+        min_cosine: Embedding cosine threshold, ``None`` when not checked.
+        max_gt_miou_drop: Ground-truth gate's largest mIoU drop in effect.
+        ground_truth: The ground-truth check, when it was made.
     """
 
+    kind: GateKind
+    why: str
     passed: bool
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[str, ...]
+    min_mean_iou: float = DEFAULT_MIN_MEAN_IOU
+    min_p5_iou: float = DEFAULT_MIN_P5_IOU
+    min_cosine: float | None = None
+    max_gt_miou_drop: float = DEFAULT_MAX_GT_MIOU_DROP
+    ground_truth: GateResult | None = None
 
     def __str__(self) -> str:
         return "passed" if self.passed else "FAILED: " + "; ".join(self.reasons)
+
+    def thresholds(self) -> dict[str, Any]:
+        """The thresholds and the deciding gate as ``report.json`` records them (``"gate"``)."""
+        return {
+            "min_mean_iou": self.min_mean_iou,
+            "min_p5_iou": self.min_p5_iou,
+            "min_cosine": self.min_cosine,
+            "max_gt_miou_drop": self.max_gt_miou_drop,
+            "applied": self.kind.value,
+            "why": self.why,
+        }
+
+    @classmethod
+    def from_record(
+        cls,
+        gate: Mapping[str, Any],
+        passed: bool,
+        reasons: tuple[str, ...],
+        ground_truth: str | None = None,
+    ) -> GateVerdict:
+        """Read back what :meth:`thresholds` and a report's verdict fields recorded.
+
+        Raises:
+            InputError: a field is missing or of the wrong kind.
+        """
+        try:
+            kind = GateKind(gate["applied"])
+            min_cosine = gate.get("min_cosine")
+            check = None
+            if ground_truth is not None:
+                check = GateResult(ground_truth == "passed", ())
+                if not check.passed:
+                    check = GateResult(
+                        False, tuple(ground_truth.removeprefix("FAILED: ").split("; "))
+                    )
+            return cls(
+                kind=kind,
+                why=str(gate.get("why") or ""),
+                passed=bool(passed),
+                reasons=tuple(str(r) for r in reasons),
+                min_mean_iou=float(gate["min_mean_iou"]),
+                min_p5_iou=float(gate["min_p5_iou"]),
+                min_cosine=None if min_cosine is None else float(min_cosine),
+                max_gt_miou_drop=float(gate["max_gt_miou_drop"]),
+                ground_truth=check,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputError(
+                f"gate record: got {dict(gate)!r}, expected the thresholds and 'applied' "
+                f"(fp32 or ground_truth) a build report records ({type(e).__name__}: {e})"
+            ) from e
+
+    def line(self) -> str:
+        """The report's gate line: which gate, its thresholds, and what it missed or noted."""
+        fp32 = f"mean IoU >= {self.min_mean_iou:g}, p5 IoU >= {self.min_p5_iou:g}"
+        if self.kind is GateKind.GROUND_TRUTH:
+            line = (
+                f"gate: ground truth, mIoU within {self.max_gt_miou_drop:g} of fp32's for "
+                f"every prompt type ({self.why}; vs fp32 thresholds {fp32})"
+            )
+        else:
+            line = f"gate: vs fp32, {fp32}" + (f" ({self.why})" if self.why else "")
+        if self.reasons:
+            line += f"; {'notes' if self.passed else 'missed'}: {'; '.join(self.reasons)}"
+        return line
+
+    def failure(
+        self,
+        what: str,
+        fidelity: _Measured,
+        ground_truth: GroundTruthMiou | None = None,
+    ) -> str:
+        """The one-line message of a build that missed this gate (no path: the caller adds it).
+
+        Args:
+            what: The build in words (``"samedge_tiny int8 build"``).
+            fidelity: The build against FP32.
+            ground_truth: Its ground-truth mIoU, when measured.
+        """
+        measured = ""
+        if self.kind is GateKind.GROUND_TRUTH and ground_truth is not None:
+            measured = (
+                f"ground-truth mIoU fp32 {dict(ground_truth.fp32)}, "
+                f"build {dict(ground_truth.build)}; "
+            )
+        return (
+            f"{what} missed its accuracy gate ({self.kind.value}: {'; '.join(self.reasons)}); "
+            f"measured {measured}vs fp32 mask IoU mean {fidelity.mean_iou:.4f}, "
+            f"p5 {fidelity.p5_iou:.4f}, worst {fidelity.worst_iou:.4f}, embedding cosine "
+            f"{fidelity.cosine_mean:.5f}; no model was written"
+        )

@@ -121,7 +121,16 @@ class Int8Method(enum.Enum):
 #: Chosen by measurement (module docstring, benchmarks/results/).
 DEFAULT_METHOD = Int8Method.NNCF
 #: Ops whose inputs ONNX Runtime's quantizer quantizes (TensorRT runs these in int8).
-QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+#: Not ConvTranspose: ONNX Runtime quantizes its weight per output channel (axis 1), which
+#: TensorRT does not support ("We don't support per-output-channel quant for
+#: ConvTranspose", NVIDIA/TensorRT#2380); NNCF is told to skip it too.
+QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
+#: Op types kept in float by every engine (see QUANTIZED_OP_TYPES).
+_FLOAT_OP_TYPES = ("ConvTranspose",)
+#: The weight axis TensorRT takes per-channel scales on: Conv's output channels (KCRS),
+#: ConvTranspose's input channels (its kernels assume per-input-channel scales,
+#: NVIDIA/TensorRT#2380 and #1694).
+_WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 0}
 _Q, _DQ = "QuantizeLinear", "DequantizeLinear"
 
 
@@ -271,8 +280,11 @@ class _LeanOrt:
 @contextlib.contextmanager
 def _lean_nncf_sessions() -> Iterator[None]:
     """While quantizing, NNCF's ONNX engine creates its sessions with our options."""
+    from samedge._signals import import_module
+
     try:
-        from nncf.onnx import engine
+        # import_module: a Ctrl-C inside NNCF's import interrupts the build.
+        engine = import_module("nncf.onnx.engine")
     except ImportError:  # NNCF without its ONNX backend fails later, with its own message
         yield
         return
@@ -305,7 +317,9 @@ def _quantize_nncf(
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("nncf").setLevel(logging.WARNING)
     transformer = _is_transformer(model) if config.transformer is None else config.transformer
-    ignored = nncf.IgnoredScope(names=list(config.exclude), validate=False)
+    ignored = nncf.IgnoredScope(
+        names=list(config.exclude), types=list(_FLOAT_OP_TYPES), validate=False
+    )
     # NNCF already streams: one frame at a time through ONNX Runtime, reduced to
     # its statistics before the next. A frame's peak is the run's activations
     # plus the activations NNCF asked for as outputs (ViT-B: 1.1 GB for
@@ -447,11 +461,17 @@ def check_qdq(model: onnx.ModelProto, source: str = "graph") -> QdqSummary:
 
     Raises:
         ExportError: a zero point that is not an int8 zero, a zero point or
-            scale computed at run time, or no quantizer at all.
+            scale computed at run time, a per-channel weight scale on an axis
+            TensorRT does not support (Conv and ConvTranspose: axis 0), or no
+            quantizer at all.
     """
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     n_q = n_dq = per_channel = per_tensor = 0
     for node in graph.node:
         if node.op_type not in (_Q, _DQ):
@@ -482,6 +502,9 @@ def check_qdq(model: onnx.ModelProto, source: str = "graph") -> QdqSummary:
             scale = numpy_helper.to_array(inits[node.input[1]])
             if scale.ndim == 1 and scale.size > 1:
                 per_channel += 1
+                weight = inits[src] if src in inits else inits[producers[src].input[0]]
+                users = consumers.get(node.output[0], [])
+                _check_weight_axis(node, len(weight.dims), users, source)
             else:
                 per_tensor += 1
     if n_q + n_dq == 0:
@@ -496,6 +519,27 @@ def check_qdq(model: onnx.ModelProto, source: str = "graph") -> QdqSummary:
         activations_symmetric=True,
         quantized_nodes=tuple(quantized_nodes(model)),
     )
+
+
+def _check_weight_axis(
+    dq: onnx.NodeProto, rank: int, users: list[onnx.NodeProto], source: str
+) -> None:
+    """Raise when a per-channel weight dequantizer's axis is not the one TensorRT takes."""
+    # DequantizeLinear's axis attribute defaults to 1 and may count from the end
+    # (ONNX operator spec, DequantizeLinear).
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    if axis < 0:
+        axis += rank
+    for user in users:
+        expected = _WEIGHT_AXIS.get(user.op_type)
+        if expected is None or axis == expected:
+            continue
+        raise ExportError(
+            f"{source}: {user.op_type} {user.name!r} has weights quantized per channel on "
+            f"axis {axis}; TensorRT takes per-channel {user.op_type} weight scales on axis "
+            f"{expected} only (ConvTranspose: no per-output-channel scales, NVIDIA/TensorRT"
+            f"#2380); keep it in float (Int8Config(exclude=({user.name!r},)))"
+        )
 
 
 def quantize_int8(

@@ -1,285 +1,330 @@
-"""How close a build is to FP32: embedding fidelity, mask IoU, and the build report.
+"""The build report: everything ``samedge build`` measured and decided, typed.
 
-Measured with ONNX Runtime on the CPU (deterministic, and FP32 there is the
-exact reference the exporters verified against PyTorch), on held-out frames
-that calibration never saw:
+:class:`BuildReport` is what :func:`samedge.calibration.build` returns and
+what ``report.json`` (and the ``report`` entry of the built card) holds:
+:meth:`BuildReport.to_dict` writes it and :meth:`BuildReport.from_dict`
+reads it back, so nobody outside this module reads a report by string key.
+No file path travels inside a report: where a build came from is the card's
+provenance (:class:`samedge._fidelity.BuildSource`), where it went is the
+caller's.
 
-* encoder: cosine similarity and SQNR (signal-to-quantization-noise ratio,
-  ``10·log10(Σ ref² / Σ (ref − build)²)`` dB) of ``image_embeddings`` per frame;
-* pipeline: the build's encoder *and* decoder against the FP32 encoder and
-  decoder over :func:`fixed_prompts` (a 4×4 grid of clicks, 4 boxes, 4
-  click pairs with a background point), masks upsampled to the frame exactly
-  as the Predictor does, IoU of every one of the decoder's K=4 masks per prompt
-  (SAM's single-mask output and its three multimask outputs). Two empty
-  masks count as IoU 1.
+The measurement against FP32 (:class:`Fidelity`, :class:`Reference`,
+:func:`fixed_prompts`) lives in the core (:mod:`samedge._fidelity`), where
+``samedge eval --fidelity`` uses it too; it is re-exported here. The verdict
+is the gate's (:class:`~samedge.calibration.gate.GateVerdict`). Importing this
+module needs neither onnx nor the backends.
 
 Example:
-    >>> ref = Reference.compute(card, "m/encoder.onnx", "m/decoder.onnx", frames)  # doctest: +SKIP
-    >>> fid = ref.compare("b/encoder.onnx", "b/decoder.onnx")                       # doctest: +SKIP
-    >>> fid.mean_iou, fid.p5_iou                                                    # doctest: +SKIP
-    (0.991, 0.962)
+    >>> import json
+    >>> from samedge.calibration.report import BuildReport
+    >>> data = json.load(open("out/tiny_int8/report.json"))        # doctest: +SKIP
+    >>> report = BuildReport.from_dict(data)                         # doctest: +SKIP
+    >>> report.passed, report.gate.kind, report.fidelity.p5_iou      # doctest: +SKIP
+    (True, <GateKind.GROUND_TRUTH: 'ground_truth'>, 0.564)
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from samedge.calibration._onnx import cpu_session, run_session
-from samedge.model_dir import ModelCard
-from samedge.postprocess import postprocess_masks
-from samedge.preprocess import Resample, ResizeLongestSide, preprocess_image
-from samedge.prompts import ObjectPrompt, batch_prompts
+from samedge._fidelity import Fidelity, Reference, SizeBin, cosine, fixed_prompts, sqnr_db
+from samedge.calibration.gate import GateVerdict
+from samedge.errors import InputError
+from samedge.masks import mask_ious
 
 __all__ = [
     "BuildReport",
+    "CalibrationSettings",
+    "Candidate",
     "Fidelity",
+    "GroundTruth",
+    "LayerFallback",
+    "LayerSensitivity",
     "Reference",
+    "SizeBin",
     "cosine",
     "fixed_prompts",
     "mask_iou",
     "sqnr_db",
 ]
 
-log = logging.getLogger(__name__)
-
-_ENC_IN, _ENC_OUT = "image", "image_embeddings"
-# FP32 mask area as a fraction of the frame. Small masks lose IoU fastest: a
-# one-pixel shift of the decoder's low-resolution boundary is several frame pixels.
-_SIZE_BINS = (("empty", 0.0, 1e-9), ("<1%", 1e-9, 0.01), ("1-10%", 0.01, 0.1), (">10%", 0.1, 2.0))
+#: IoU of bool masks ``[..., H, W]`` over leading dims (1.0 where both are empty);
+#: :func:`samedge.masks.mask_ious` under its former name here.
+mask_iou = mask_ious
 
 
-def cosine(ref: np.ndarray, test: np.ndarray) -> float:
-    """Cosine similarity of two tensors, flattened (1.0 when both are zero)."""
-    a = ref.astype(np.float64).ravel()
-    b = test.astype(np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0.0 and nb == 0.0:
-        return 1.0
-    if na == 0.0 or nb == 0.0 or not np.isfinite(na * nb):
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
+def _finite(value: float, digits: int = 3) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None
 
 
-def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    """SQNR of ``test`` against ``ref`` in dB (``inf`` when identical, ``-inf`` for NaN/inf)."""
-    a = ref.astype(np.float64)
-    noise = float(np.sum((a - test.astype(np.float64)) ** 2))
-    signal = float(np.sum(a**2))
-    if not math.isfinite(noise):
-        return -math.inf
-    if noise == 0.0:
-        return math.inf
-    return 10.0 * math.log10(max(signal, 1e-30) / noise)
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of bool masks ``[..., H, W]`` pairwise over leading dims (1.0 where both are empty)."""
-    inter = np.count_nonzero(a & b, axis=(-2, -1))
-    union = np.count_nonzero(a | b, axis=(-2, -1))
-    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
-
-
-def fixed_prompts(original_size: tuple[int, int]) -> list[ObjectPrompt]:
-    """The report's prompt set for a frame of ``(H, W)``: 24 objects, the same for every build.
-
-    A 4×4 grid of single foreground clicks; 4 boxes (the four quadrants'
-    central halves); 4 foreground clicks each paired with a background click
-    a quarter of the frame away.
-    """
-    H, W = original_size
-    prompts = []
-    for j in range(4):
-        for i in range(4):
-            x, y = (i + 0.5) * W / 4, (j + 0.5) * H / 4
-            prompts.append(ObjectPrompt(point_coords=[[x, y]], point_labels=[1]))
-    for cx, cy in ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
-        box = [(cx - 0.125) * W, (cy - 0.125) * H, (cx + 0.125) * W, (cy + 0.125) * H]
-        prompts.append(ObjectPrompt(box=box))
-    for fx, fy, bx, by in ((0.3, 0.3, 0.55, 0.3), (0.7, 0.3, 0.7, 0.55), (0.3, 0.7, 0.3, 0.45),
-                           (0.7, 0.7, 0.45, 0.7)):  # fmt: skip
-        prompts.append(
-            ObjectPrompt(
-                point_coords=[[fx * (W - 1), fy * (H - 1)], [bx * (W - 1), by * (H - 1)]],
-                point_labels=[1, 0],
-            )
-        )
-    return prompts
+def _bad(what: str, data: Any, error: Exception) -> InputError:
+    return InputError(
+        f"build report {what}: got {data!r}, expected what `samedge build` writes "
+        f"({type(error).__name__}: {error}); rebuild, or pass a report.json it wrote"
+    )
 
 
 @dataclass(frozen=True)
-class Fidelity:
-    """A build against FP32 on held-out frames.
+class LayerSensitivity:
+    """How much one layer's quantization costs.
 
     Attributes:
-        frames: Held-out frames measured.
-        masks: Masks compared (frames × prompts × 4).
-        cosine_mean: Mean per-frame cosine similarity of the embedding.
-        cosine_min: Worst frame's cosine similarity.
-        sqnr_mean_db: Mean per-frame embedding SQNR.
-        sqnr_min_db: Worst frame's SQNR.
-        mean_iou: Mean mask IoU.
-        p5_iou: 5th percentile of mask IoU.
-        worst_iou: Smallest mask IoU.
+        node: Node name in the Q/DQ graph.
+        op_type: Its op type.
+        sqnr_db: Mean embedding SQNR with only this layer un-quantized.
+        gain_db: ``sqnr_db`` minus the fully quantized graph's SQNR.
     """
 
-    frames: int
-    masks: int
-    cosine_mean: float
-    cosine_min: float
-    sqnr_mean_db: float
-    sqnr_min_db: float
-    mean_iou: float
-    p5_iou: float
-    worst_iou: float
-    by_size: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    node: str
+    op_type: str
+    sqnr_db: float
+    gain_db: float
 
-    def to_dict(self) -> dict[str, Any]:
-        def clean(v: float | int) -> float | int | None:
-            if isinstance(v, float):
-                return round(v, 6) if math.isfinite(v) else None
-            return v
-
-        out: dict[str, Any] = {k: clean(v) for k, v in self.__dict__.items() if k != "by_size"}
-        out["by_size"] = {
-            name: {k: clean(v) for k, v in stats.items()} for name, stats in self.by_size.items()
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node,
+            "op_type": self.op_type,
+            "sqnr_db": _finite(self.sqnr_db),
+            "gain_db": _finite(self.gain_db),
         }
-        return out
-
-    def line(self) -> str:
-        """One line for a terminal."""
-        return (
-            f"embedding cosine {self.cosine_mean:.5f} (worst {self.cosine_min:.5f}), "
-            f"SQNR {self.sqnr_mean_db:.1f} dB (worst {self.sqnr_min_db:.1f}); "
-            f"mask IoU mean {self.mean_iou:.4f}, p5 {self.p5_iou:.4f}, worst {self.worst_iou:.4f} "
-            f"({self.masks} masks, {self.frames} frames)"
-        )
-
-    def size_line(self) -> str:
-        """Mask IoU by FP32 mask size, one line."""
-        return "; ".join(
-            f"{name}: {int(s['masks'])} masks, mean {s['mean_iou']:.3f}, p5 {s['p5_iou']:.3f}"
-            for name, s in self.by_size.items()
-        )
-
-
-@dataclass
-class _Frame:
-    x: np.ndarray
-    input_size: tuple[int, int]
-    original_size: tuple[int, int]
-    prompt_feeds: dict[str, np.ndarray]
-    embedding: np.ndarray
-    masks: np.ndarray  # [B, K, H, W] bool from the FP32 pipeline
-
-
-class Reference:
-    """FP32 outputs on held-out frames, computed once and compared with any number of builds.
-
-    Build it with :meth:`compute`; the constructor takes the per-frame data
-    :meth:`compute` prepares.
-    """
-
-    def __init__(self, card: ModelCard, frames_data: list[_Frame]) -> None:
-        self.card = card
-        self._frames = frames_data
 
     @classmethod
-    def compute(
-        cls,
-        card: ModelCard,
-        encoder: str | os.PathLike[str],
-        decoder: str | os.PathLike[str],
-        frames: Sequence[np.ndarray],
-    ) -> Reference:
-        """Run the FP32 pipeline on ``frames`` and keep embeddings and masks."""
-        transform = ResizeLongestSide(card.image_size)
-        enc, dec = cpu_session(encoder), cpu_session(decoder)
-        data = []
-        for frame in frames:
-            x, input_size = preprocess_image(
-                frame, card.image_size, card.pixel_mean, "RGB", None, Resample.EXACT
-            )
-            original = (int(frame.shape[0]), int(frame.shape[1]))
-            feeds = batch_prompts(
-                fixed_prompts(original), original, transform, card.low_res_mask_size
-            ).feeds()
-            embedding = run_session(enc, {_ENC_IN: x}, [_ENC_OUT])[0]
-            masks = _decode(dec, card, embedding, feeds, input_size, original)
-            data.append(_Frame(x, input_size, original, feeds, embedding, masks))
-        return cls(card, data)
-
-    @property
-    def inputs(self) -> list[np.ndarray]:
-        """The held-out frames as encoder inputs."""
-        return [f.x for f in self._frames]
-
-    def decoder_feeds(self) -> list[dict[str, np.ndarray]]:
-        """Decoder inputs (FP32 embedding + the prompt set) of every held-out frame."""
-        return [{_ENC_OUT: f.embedding, **f.prompt_feeds} for f in self._frames]
-
-    def embeddings(self) -> list[np.ndarray]:
-        """The FP32 embeddings of the held-out frames."""
-        return [f.embedding for f in self._frames]
-
-    def compare(
-        self,
-        encoder: str | os.PathLike[str] | Any,
-        decoder: str | os.PathLike[str] | Any,
-    ) -> Fidelity:
-        """Measure a build (encoder and decoder paths, or ONNX Runtime sessions)."""
-        enc = encoder if hasattr(encoder, "run") else cpu_session(encoder)
-        dec = decoder if hasattr(decoder, "run") else cpu_session(decoder)
-        cosines, sqnrs, ious, areas = [], [], [], []
-        for f in self._frames:
-            emb = run_session(enc, {_ENC_IN: f.x}, [_ENC_OUT])[0]
-            cosines.append(cosine(f.embedding, emb))
-            sqnrs.append(sqnr_db(f.embedding, emb))
-            masks = _decode(dec, self.card, emb, f.prompt_feeds, f.input_size, f.original_size)
-            ious.append(mask_iou(f.masks, masks).ravel())
-            frame_px = f.original_size[0] * f.original_size[1]
-            areas.append(np.count_nonzero(f.masks, axis=(-2, -1)).ravel() / frame_px)
-        iou = np.concatenate(ious) if ious else np.zeros(0)
-        area = np.concatenate(areas) if areas else np.zeros(0)
-        by_size = {}
-        for name, lo, hi in _SIZE_BINS:
-            sel = (area >= lo) & (area < hi)
-            if sel.any():
-                by_size[name] = {
-                    "masks": float(sel.sum()),
-                    "mean_iou": float(iou[sel].mean()),
-                    "p5_iou": float(np.percentile(iou[sel], 5)),
-                }
-        return Fidelity(
-            frames=len(self._frames),
-            masks=int(iou.size),
-            cosine_mean=float(np.mean(cosines)),
-            cosine_min=float(np.min(cosines)),
-            sqnr_mean_db=float(np.mean(sqnrs)),
-            sqnr_min_db=float(np.min(sqnrs)),
-            mean_iou=float(iou.mean()),
-            p5_iou=float(np.percentile(iou, 5)),
-            worst_iou=float(iou.min()),
-            by_size=by_size,
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerSensitivity:
+        return cls(
+            str(data["node"]), str(data["op_type"]), _num(data["sqnr_db"]), _num(data["gain_db"])
         )
 
 
-def _decode(
-    session: Any,
-    card: ModelCard,
-    embedding: np.ndarray,
-    prompt_feeds: Mapping[str, np.ndarray],
-    input_size: tuple[int, int],
-    original_size: tuple[int, int],
-) -> np.ndarray:
-    low_res = run_session(session, {_ENC_OUT: embedding, **prompt_feeds}, ["low_res_masks"])[0]
-    return postprocess_masks(low_res, card.image_size, input_size, original_size)
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How a build was calibrated and with what.
+
+    Attributes:
+        source: Where the frames came from, in words.
+        frames: Calibration frames used.
+        heldout: Held-out frames the report and gate measured on.
+        skipped: Frames the source could not give.
+        method: INT8 engine (``"nncf"``, ``"ort"``); ``None`` for FP16.
+        precision: The precision built.
+        decoder_fp16: The decoder was converted to FP16.
+        attention_int8: The attention MatMuls were quantized.
+        fallback: Layer fallback was allowed.
+        fp16_range_fraction: FP16's range margin (:class:`~.fp16.Fp16Config`).
+        source_encoder_sha256: SHA-256 of the FP32 encoder built from.
+        versions: Library versions that made it.
+        qdq: For INT8: the Q/DQ layout's counts (:class:`~.int8.QdqSummary`).
+    """
+
+    source: str
+    frames: int
+    heldout: int
+    skipped: int
+    method: str | None
+    precision: str
+    decoder_fp16: bool
+    attention_int8: bool
+    fallback: bool
+    fp16_range_fraction: float
+    source_encoder_sha256: str
+    versions: Mapping[str, str] = field(default_factory=dict)
+    qdq: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "source": self.source,
+            "frames": self.frames,
+            "heldout": self.heldout,
+            "skipped": self.skipped,
+            "method": self.method,
+            "precision": self.precision,
+            "decoder_fp16": self.decoder_fp16,
+            "attention_int8": self.attention_int8,
+            "fallback": self.fallback,
+            "fp16_range_fraction": self.fp16_range_fraction,
+            "source_encoder_sha256": self.source_encoder_sha256,
+            "versions": dict(self.versions),
+        }
+        if self.qdq is not None:
+            out["qdq"] = dict(self.qdq)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CalibrationSettings:
+        qdq = data.get("qdq")
+        return cls(
+            source=str(data["source"]),
+            frames=int(data["frames"]),
+            heldout=int(data["heldout"]),
+            skipped=int(data.get("skipped", 0)),
+            method=None if data.get("method") is None else str(data["method"]),
+            precision=str(data["precision"]),
+            decoder_fp16=bool(data["decoder_fp16"]),
+            attention_int8=bool(data["attention_int8"]),
+            fallback=bool(data["fallback"]),
+            fp16_range_fraction=float(data["fp16_range_fraction"]),
+            source_encoder_sha256=str(data["source_encoder_sha256"]),
+            versions={str(k): str(v) for k, v in dict(data.get("versions") or {}).items()},
+            qdq=None if qdq is None else dict(qdq),
+        )
+
+
+@dataclass(frozen=True)
+class LayerFallback:
+    """INT8 layer fallback: which layers were kept in float and what it cost.
+
+    Attributes:
+        sensitivity: The most sensitive layers measured (up to 20), most sensitive first.
+        tried: Layer counts tried with the quick estimate.
+        limit: Most layers fallback could keep.
+        without_fallback: The plain INT8 build's fidelity.
+        kept: Layers kept in float (empty when no count within the limit passed).
+        kept_sensitivity: Their sensitivity.
+        speed_ms: Encoder latency per backend, ``{"int8": ..., "int8+fallback": ...}``.
+        speed_cost: That comparison in words.
+        result: Why nothing was kept, when nothing was.
+    """
+
+    sensitivity: tuple[LayerSensitivity, ...]
+    tried: tuple[int, ...]
+    limit: int
+    without_fallback: Fidelity
+    kept: tuple[str, ...] = ()
+    kept_sensitivity: tuple[LayerSensitivity, ...] = ()
+    speed_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    speed_cost: str = ""
+    result: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "sensitivity": [s.to_dict() for s in self.sensitivity],
+            "tried": list(self.tried),
+            "limit": self.limit,
+            "without_fallback": self.without_fallback.to_dict(),
+            "kept": list(self.kept),
+        }
+        if self.kept_sensitivity:
+            out["kept_sensitivity"] = [s.to_dict() for s in self.kept_sensitivity]
+        if self.speed_ms:
+            out["speed_ms"] = {k: dict(v) for k, v in self.speed_ms.items()}
+        if self.speed_cost:
+            out["speed_cost"] = self.speed_cost
+        if self.result:
+            out["result"] = self.result
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerFallback:
+        return cls(
+            sensitivity=tuple(LayerSensitivity.from_dict(s) for s in data.get("sensitivity", ())),
+            tried=tuple(int(k) for k in data.get("tried", ())),
+            limit=int(data["limit"]),
+            without_fallback=Fidelity.from_dict(data["without_fallback"]),
+            kept=tuple(str(k) for k in data.get("kept", ())),
+            kept_sensitivity=tuple(
+                LayerSensitivity.from_dict(s) for s in data.get("kept_sensitivity", ())
+            ),
+            speed_ms=_speed(data.get("speed_ms")),
+            speed_cost=str(data.get("speed_cost") or ""),
+            result=str(data.get("result") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """mIoU against ground truth (samedge_tiny's procedural scenes), FP32 and the build.
+
+    Attributes:
+        scenes: Held-out scenes evaluated.
+        objects: Objects in them.
+        fp32: Prompt type -> FP32's mIoU.
+        build: Prompt type -> the build's mIoU.
+        backend: Backend that ran both.
+    """
+
+    scenes: int
+    objects: int
+    fp32: Mapping[str, float]
+    build: Mapping[str, float]
+    backend: str = "onnxruntime"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenes": self.scenes,
+            "backend": self.backend,
+            "objects": self.objects,
+            "fp32": dict(self.fp32),
+            "build": dict(self.build),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroundTruth:
+        return cls(
+            scenes=int(data["scenes"]),
+            objects=int(data["objects"]),
+            fp32={str(k): float(v) for k, v in dict(data["fp32"]).items()},
+            build={str(k): float(v) for k, v in dict(data["build"]).items()},
+            backend=str(data.get("backend", "onnxruntime")),
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One precision ``--precision auto`` built and timed.
+
+    Attributes:
+        precision: ``"fp32"`` (the baseline), ``"fp16"`` or ``"int8"``.
+        backend: ``"<backend>/<precision it computed in>"``.
+        latency_ms: Median encoder latency there.
+        passed: Its gate verdict (FP32 always passes).
+        mean_iou: Mean mask IoU vs FP32 (``None`` for FP32 itself).
+        p5_iou: 5th-percentile mask IoU vs FP32.
+    """
+
+    precision: str
+    backend: str
+    latency_ms: float
+    passed: bool
+    mean_iou: float | None = None
+    p5_iou: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "precision": self.precision,
+            "backend": self.backend,
+            "latency_ms": round(self.latency_ms, 2),
+            "passed": self.passed,
+        }
+        if self.mean_iou is not None:
+            out["mean_iou"] = round(self.mean_iou, 4)
+        if self.p5_iou is not None:
+            out["p5_iou"] = round(self.p5_iou, 4)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        mean, p5 = data.get("mean_iou"), data.get("p5_iou")
+        return cls(
+            precision=str(data["precision"]),
+            backend=str(data["backend"]),
+            latency_ms=float(data["latency_ms"]),
+            passed=bool(data["passed"]),
+            mean_iou=None if mean is None else float(mean),
+            p5_iou=None if p5 is None else float(p5),
+        )
+
+
+def _speed(data: Any) -> dict[str, dict[str, float]]:
+    return {
+        str(k): {str(b): float(ms) for b, ms in dict(v).items()}
+        for k, v in dict(data or {}).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -288,18 +333,13 @@ class BuildReport:
 
     Attributes:
         model: Architecture name from the card.
-        source: The FP32 model directory the build started from.
-        output: The directory written (or that would have been written).
         precision: ``"fp16"``, ``"int8"`` or ``"fp32"`` (``auto`` found nothing faster).
         decoder_precision: ``"fp32"`` or ``"fp16"``.
-        passed: The gate's verdict.
-        gate: Thresholds in effect, ``applied`` (``"fp32"`` or
-            ``"ground_truth"``: which gate decided) and ``why``.
-        gate_reasons: Missed thresholds, or on a pass notes (FP32 thresholds
-            a ground-truth-gated build missed, which are reported, not gating).
+        gate: The gate's verdict: which gate decided and why, its thresholds,
+            pass or fail and the reasons (:class:`~.gate.GateVerdict`).
         fidelity: The build against FP32.
-        calibration: Settings: source, frames, method, seeds, versions.
-        fp16_blocked: For FP16 graphs, reason -> nodes kept in FP32, per graph.
+        calibration: Calibration settings, source encoder hash and versions.
+        fp16_blocked: For FP16 graphs, graph -> reason -> nodes kept in FP32.
         fallback: For INT8 with layer fallback: the layers kept in float,
             their measured sensitivity, and the speed it cost.
         speed_ms: Encoder latency per backend, ``{"fp32": {...}, "build": {...}}``.
@@ -310,114 +350,162 @@ class BuildReport:
     """
 
     model: str
-    source: str
-    output: str
     precision: str
     decoder_precision: str
-    passed: bool
-    gate: Mapping[str, Any]
-    gate_reasons: tuple[str, ...]
+    gate: GateVerdict
     fidelity: Fidelity
-    calibration: Mapping[str, Any]
+    calibration: CalibrationSettings
     fp16_blocked: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    fallback: Mapping[str, Any] | None = None
+    fallback: LayerFallback | None = None
     speed_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    ground_truth: Mapping[str, Any] | None = None
-    candidates: tuple[Mapping[str, Any], ...] = ()
+    ground_truth: GroundTruth | None = None
+    candidates: tuple[Candidate, ...] = ()
     decision: str = ""
     seconds: float = 0.0
 
+    @property
+    def passed(self) -> bool:
+        """The gate's verdict."""
+        return self.gate.passed
+
+    @property
+    def gate_reasons(self) -> tuple[str, ...]:
+        """Missed thresholds, or on a pass the gate's notes."""
+        return self.gate.reasons
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``report.json`` holds)."""
+        ground_truth = None
+        if self.ground_truth is not None:
+            ground_truth = self.ground_truth.to_dict()
+            if self.gate.ground_truth is not None:
+                ground_truth["gate"] = str(self.gate.ground_truth)
         return {
             "model": self.model,
-            "source": self.source,
-            "output": self.output,
             "precision": self.precision,
             "decoder_precision": self.decoder_precision,
             "passed": self.passed,
-            "gate": dict(self.gate),
-            "gate_reasons": list(self.gate_reasons),
+            "gate": self.gate.thresholds(),
+            "gate_reasons": list(self.gate.reasons),
             "fidelity": self.fidelity.to_dict(),
-            "calibration": dict(self.calibration),
+            "calibration": self.calibration.to_dict(),
             "fp16_blocked": {k: dict(v) for k, v in self.fp16_blocked.items()},
-            "fallback": None if self.fallback is None else dict(self.fallback),
+            "fallback": None if self.fallback is None else self.fallback.to_dict(),
             "speed_ms": {k: dict(v) for k, v in self.speed_ms.items()},
-            "ground_truth": None if self.ground_truth is None else dict(self.ground_truth),
-            "candidates": [dict(c) for c in self.candidates],
+            "ground_truth": ground_truth,
+            "candidates": [c.to_dict() for c in self.candidates],
             "decision": self.decision,
             "seconds": round(self.seconds, 2),
         }
 
-    def _gate_line(self) -> str:
-        gate = self.gate
-        fp32 = f"mean IoU >= {gate['min_mean_iou']:g}, p5 IoU >= {gate['min_p5_iou']:g}"
-        if gate.get("applied") == "ground_truth":
-            line = (
-                f"  gate: ground truth, mIoU within {gate['max_gt_miou_drop']:g} of fp32's for "
-                f"every prompt type ({gate.get('why')}; vs fp32 thresholds {fp32})"
-            )
-        else:
-            line = f"  gate: vs fp32, {fp32}" + (f" ({gate['why']})" if gate.get("why") else "")
-        if self.gate_reasons:
-            line += f"; {'notes' if self.passed else 'missed'}: {'; '.join(self.gate_reasons)}"
-        return line
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildReport:
+        """Read back :meth:`to_dict` (a ``report.json``; older ones' paths are ignored).
 
-    def summary(self) -> str:
-        """The lines ``samedge build`` prints."""
+        Raises:
+            InputError: ``data`` is not a build report (the message says which part).
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"build report: got {type(data).__name__}, expected a mapping")
+        parts: dict[str, Any] = {}
+        readers: dict[str, Any] = {
+            "fidelity": Fidelity.from_dict,
+            "calibration": CalibrationSettings.from_dict,
+            "fallback": lambda d: None if d is None else LayerFallback.from_dict(d),
+            "ground_truth": lambda d: None if d is None else GroundTruth.from_dict(d),
+            "candidates": lambda d: tuple(Candidate.from_dict(c) for c in d or ()),
+            "speed_ms": _speed,
+            "fp16_blocked": lambda d: {
+                str(g): {str(k): int(v) for k, v in dict(c).items()}
+                for g, c in dict(d or {}).items()
+            },
+        }
+        for name, read in readers.items():
+            try:
+                parts[name] = read(data.get(name) if name != "fidelity" else data[name])
+            except InputError:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise _bad(name, data.get(name), e) from e
+        gt_gate = (data.get("ground_truth") or {}).get("gate")
+        gate = GateVerdict.from_record(
+            data.get("gate") or {},
+            bool(data.get("passed")),
+            tuple(data.get("gate_reasons") or ()),
+            None if gt_gate is None else str(gt_gate),
+        )
+        try:
+            return cls(
+                model=str(data["model"]),
+                precision=str(data["precision"]),
+                decoder_precision=str(data["decoder_precision"]),
+                gate=gate,
+                decision=str(data.get("decision") or ""),
+                seconds=float(data.get("seconds") or 0.0),
+                **parts,
+            )
+        except KeyError as e:
+            raise _bad("fields", sorted(data), e) from e
+
+    def summary(self, output: str | None = None) -> str:
+        """The lines ``samedge build`` prints (``output``: the directory written, if given)."""
         verdict = "PASSED" if self.passed else "FAILED"
+        where = f" -> {output}" if output is not None else ""
         lines = [
-            f"{self.model}: {self.precision} encoder + {self.decoder_precision} decoder "
-            f"-> {self.output}  [gate {verdict}]",
+            f"{self.model}: {self.precision} encoder + {self.decoder_precision} decoder"
+            f"{where}  [gate {verdict}]",
             f"  vs fp32: {self.fidelity.line()}",
             f"  mask IoU by fp32 mask size: {self.fidelity.size_line()}",
-            self._gate_line(),
+            f"  {self.gate.line()}",
         ]
         cal = self.calibration
-        if cal.get("method"):
+        if cal.method:
             lines.append(
-                f"  calibration: {cal.get('method')} on {cal.get('frames')} frames from "
-                f"{cal.get('source')} ({cal.get('heldout')} held out)"
+                f"  calibration: {cal.method} on {cal.frames} frames from "
+                f"{cal.source} ({cal.heldout} held out)"
             )
         for graph, counts in self.fp16_blocked.items():
             kept = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             lines.append(f"  fp16 {graph}: kept in fp32: {kept or 'nothing'}")
-        if self.fallback:
-            kept = self.fallback.get("kept", [])
-            if kept:
+        if self.fallback is not None:
+            kept_layers = self.fallback.kept
+            if kept_layers:
                 lines.append(
-                    f"  layer fallback: kept {len(kept)} layer(s) in float: "
-                    + ", ".join(kept[:6])
-                    + (" ..." if len(kept) > 6 else "")
+                    f"  layer fallback: kept {len(kept_layers)} layer(s) in float: "
+                    + ", ".join(kept_layers[:6])
+                    + (" ..." if len(kept_layers) > 6 else "")
                 )
             else:
                 lines.append(
                     "  layer fallback: tried keeping the top "
-                    + ", ".join(str(k) for k in self.fallback.get("tried", []))
+                    + ", ".join(str(k) for k in self.fallback.tried)
                     + " most sensitive layers in float; none passed, none kept"
                 )
-            cost = self.fallback.get("speed_cost")
-            if cost:
-                lines.append(f"  fallback speed cost: {cost}")
+            if self.fallback.speed_cost:
+                lines.append(f"  fallback speed cost: {self.fallback.speed_cost}")
         for which, per_backend in self.speed_ms.items():
             cells = ", ".join(f"{b} {ms:.1f} ms" for b, ms in per_backend.items())
             lines.append(f"  encoder latency {which}: {cells}")
-        if self.ground_truth:
+        if self.ground_truth is not None:
             gt = self.ground_truth
             lines.append(
-                f"  ground truth mIoU ({gt.get('scenes')} scenes): "
+                f"  ground truth mIoU ({gt.scenes} scenes): "
                 + ", ".join(
-                    f"{which} "
-                    + " ".join(f"{p} {v:.3f}" for p, v in gt[which].items() if v is not None)
-                    for which in ("fp32", "build")
-                    if which in gt
+                    f"{which} " + " ".join(f"{p} {v:.3f}" for p, v in miou.items())
+                    for which, miou in (("fp32", gt.fp32), ("build", gt.build))
                 )
             )
         for c in self.candidates:
             lines.append(
-                f"  candidate {c['precision']}: gate {'passed' if c['passed'] else 'FAILED'}, "
-                f"{c.get('latency_ms', float('nan')):.1f} ms on {c.get('backend', '?')}"
+                f"  candidate {c.precision}: gate {'passed' if c.passed else 'FAILED'}, "
+                f"{c.latency_ms:.1f} ms on {c.backend}"
             )
         if self.decision:
             lines.append(f"  decision: {self.decision}")
         return "\n".join(lines)
+
+    def failure(self) -> str:
+        """The gate's one-line message when this build missed it."""
+        return self.gate.failure(
+            f"{self.model} {self.precision} build", self.fidelity, self.ground_truth
+        )

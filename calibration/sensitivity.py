@@ -26,15 +26,15 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from samedge import graph_names
 from samedge.calibration._onnx import cpu_session, load_model, run_session
 from samedge.calibration.int8 import quantized_nodes
-from samedge.calibration.report import sqnr_db
+from samedge.calibration.report import LayerSensitivity, sqnr_db
 from samedge.errors import InputError
 
 __all__ = ["LayerSensitivity", "drop_quantization", "find_fallback", "layer_sensitivity"]
@@ -42,31 +42,6 @@ __all__ = ["LayerSensitivity", "drop_quantization", "find_fallback", "layer_sens
 log = logging.getLogger(__name__)
 
 _Q, _DQ = "QuantizeLinear", "DequantizeLinear"
-
-
-@dataclass(frozen=True)
-class LayerSensitivity:
-    """How much one layer's quantization costs.
-
-    Attributes:
-        node: Node name in the Q/DQ graph.
-        op_type: Its op type.
-        sqnr_db: Mean embedding SQNR with only this layer un-quantized.
-        gain_db: ``sqnr_db`` minus the fully quantized graph's SQNR.
-    """
-
-    node: str
-    op_type: str
-    sqnr_db: float
-    gain_db: float
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node,
-            "op_type": self.op_type,
-            "sqnr_db": round(self.sqnr_db, 3) if math.isfinite(self.sqnr_db) else None,
-            "gain_db": round(self.gain_db, 3) if math.isfinite(self.gain_db) else None,
-        }
 
 
 def _dequantized_weight(graph: onnx.GraphProto, dq: onnx.NodeProto) -> onnx.TensorProto:
@@ -144,11 +119,12 @@ def _prune(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(keep)
 
 
+def _embedding(session: object, x: np.ndarray) -> np.ndarray:
+    return run_session(session, {graph_names.IMAGE: x}, [graph_names.IMAGE_EMBEDDINGS])[0]
+
+
 def _mean_sqnr(session: object, inputs: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> float:
-    values = [
-        sqnr_db(ref, run_session(session, {"image": x}, ["image_embeddings"])[0])
-        for x, ref in zip(inputs, refs, strict=True)
-    ]
+    values = [sqnr_db(ref, _embedding(session, x)) for x, ref in zip(inputs, refs, strict=True)]
     finite = [v for v in values if math.isfinite(v)]
     if len(finite) != len(values):
         # inf = identical to FP32 (the best possible), -inf = NaN/overflow (the worst).
@@ -182,7 +158,7 @@ def layer_sensitivity(
         raise InputError("inputs: got none, expected a few encoder inputs")
     model = int8_encoder if isinstance(int8_encoder, onnx.ModelProto) else load_model(int8_encoder)
     ref_session = cpu_session(fp32_encoder)
-    refs = [run_session(ref_session, {"image": x}, ["image_embeddings"])[0] for x in inputs]
+    refs = [_embedding(ref_session, x) for x in inputs]
     del ref_session
     base = _mean_sqnr(cpu_session(model), inputs, refs)
     layers = quantized_nodes(model)

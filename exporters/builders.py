@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from samedge.errors import CheckpointError, InputError
-from samedge.models import MODELS, ModelSpec
+from samedge.models import MODELS, SAM_PIXEL_MEAN, SAM_PIXEL_STD, ModelSpec
 
 __all__ = [
     "REDUCED_SAM_NAME",
@@ -58,9 +58,7 @@ StateDict = dict[str, torch.Tensor]
 
 REDUCED_SAM_NAME = "sam_reduced"
 
-# segment_anything's Sam.pixel_mean / pixel_std (0..255 RGB), same as samedge.models.
-_SAM_MEAN = (123.675, 116.28, 103.53)
-_SAM_STD = (58.395, 57.12, 57.375)
+_SAM_MEAN, _SAM_STD = SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
 # Every SAM-family state dict is split over these three modules.
 _SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
@@ -431,8 +429,28 @@ def identify_checkpoint(
     return None
 
 
+# Hiera blocks of each SAM 2.1 size (EdgeTAM's RepViT trunk has none under that name).
+_SAM2_HIERA_BLOCKS = {
+    "sam2.1_hiera_tiny": 12,
+    "sam2.1_hiera_small": 16,
+    "sam2.1_hiera_base_plus": 24,
+    "sam2.1_hiera_large": 48,
+    "edgetam": 0,
+}
+
+
 def _plausible(name: str, got: Mapping[str, tuple[int, ...]]) -> bool:
     width = got.get("image_encoder.patch_embed.proj.weight", (0,))[0]
+    if name.startswith(("sam2", "edgetam")):  # SAM 2 family: memory modules, Hiera/RepViT trunk
+        if "memory_attention.norm.weight" not in got:
+            return False
+        blocks = {k.split(".")[3] for k in got if k.startswith("image_encoder.trunk.blocks.")}
+        return len(blocks) == _SAM2_HIERA_BLOCKS.get(name, 0)
+    if name.startswith("efficientvit_sam_"):  # EfficientViT backbone + SAM neck
+        return any(k.startswith("image_encoder.backbone.") for k in got)
+    if name.startswith("sam_hq_"):  # SAM's ViT + the HQ output token
+        hq_width = {"sam_hq_vit_b": 768, "sam_hq_vit_l": 1024, "sam_hq_vit_h": 1280}
+        return "mask_decoder.hf_token.weight" in got and width == hq_width.get(name)
     return {
         "sam_vit_b": width == 768,
         "sam_vit_l": width == 1024,

@@ -13,6 +13,10 @@ the I/O contract in the project notes:
   TensorRT cannot build SAM's original decoder export because that input
   becomes a shape tensor (NVIDIA/TensorRT#2968), and Meta's export bakes the
   example's image size into the crop. Upsampling happens after the decoder.
+* Point coordinates arrive in the encoder's input frame (the card's
+  ``image_size``). A model whose prompt encoder works in another frame
+  (EfficientViT-SAM L: 512-px encoder, 1024-px prompt frame) gets one scale
+  in the graph, so the runtime never needs a second frame.
 * Prompt-dependent control flow in ``PromptEncoder._embed_points`` (boolean
   index assignment, concatenating a padding point) is replaced by arithmetic
   with label masks, so the graph has no NonZero/ScatterND and B, N stay the
@@ -65,7 +69,8 @@ class PromptDecoderGraph(nn.Module):
 
     Inputs (see the project's decoder contract):
         image_embeddings: [1, C, h, w].
-        point_coords: [B, N, 2] in the encoder's input frame (pixels of the resized image).
+        point_coords: [B, N, 2] in the encoder's input frame (pixels of the resized image;
+            see ``image_size``).
         point_labels: [B, N]; 1 foreground, 0 background, 2/3 box corners, -1 padding.
         mask_input: [B, 1, 4h, 4w] low-res mask logits of a previous prediction.
         has_mask_input: [B]; 1 where ``mask_input`` is used, 0 where it is ignored.
@@ -76,9 +81,17 @@ class PromptDecoderGraph(nn.Module):
     """
 
     coord_scale: torch.Tensor
+    frame_scale: torch.Tensor | None
     image_pe: torch.Tensor
 
-    def __init__(self, sam: nn.Module) -> None:
+    def __init__(self, sam: nn.Module, image_size: int | None = None) -> None:
+        """Wrap ``sam``'s prompt encoder and mask decoder.
+
+        Args:
+            sam: A SAM-family model.
+            image_size: Side of the frame ``point_coords`` arrive in (the
+                encoder's input); ``None`` for the prompt encoder's own frame.
+        """
         super().__init__()
         # Any: Meta's, MobileSAM's and samedge's own SAM classes share no base type.
         prompt_encoder: Any = sam.prompt_encoder
@@ -87,6 +100,12 @@ class PromptDecoderGraph(nn.Module):
         height, width = prompt_encoder.input_image_size
         # forward_with_coords divides x by the width and y by the height.
         self.register_buffer("coord_scale", torch.tensor([float(width), float(height)]))
+        # EfficientViT-SAM L encodes 512 px but prompts in SAM's 1024-px frame: one
+        # Mul maps the encoder frame to it (none at all when the frames agree).
+        frame = None
+        if image_size is not None and (width, height) != (image_size, image_size):
+            frame = torch.tensor([width / image_size, height / image_size])
+        self.register_buffer("frame_scale", frame)
         # The dense positional encoding depends only on the (static) grid: keep
         # it as one constant instead of tracing the cumsum/sin/cos every call.
         with torch.no_grad():
@@ -94,6 +113,8 @@ class PromptDecoderGraph(nn.Module):
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe = self.prompt_encoder
+        if self.frame_scale is not None:
+            coords = coords * self.frame_scale
         # +0.5: the pixel centre, as PromptEncoder._embed_points/_embed_boxes.
         normalised = (coords + 0.5) / self.coord_scale
         embedding = pe.pe_layer._pe_encoding(normalised)  # [B, N, C]

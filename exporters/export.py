@@ -33,11 +33,13 @@ import onnx
 import torch
 from torch import nn
 
-from samedge._io import atomic_directory, sha256_file
+from samedge import graph_names
+from samedge._io import atomic_directory, claim_output, sha256_file
 from samedge._version import __version__
 from samedge.errors import ExportError, InputError, OutputExistsError
 from samedge.exporters.builders import REDUCED_SAM_NAME, reduced_sam_spec, resolve_builder
 from samedge.exporters.decoder import EncoderGraph, PromptDecoderGraph
+from samedge.exporters.efficientvit_sam import encoder_input_size, mask_upsample_size
 from samedge.exporters.graphs import check_graph, finish_onnx, trace_to_onnx
 from samedge.exporters.parity import (
     ParityReport,
@@ -48,7 +50,14 @@ from samedge.exporters.parity import (
     encoder_parity,
     make_report,
 )
-from samedge.model_dir import DECODER_NAME, ENCODER_NAME, ModelCard, write_model_card
+from samedge.exporters.sam_hq import HQEncoderGraph, HQPromptDecoderGraph, is_sam_hq
+from samedge.model_dir import (
+    CARD_NAME,
+    DECODER_NAME,
+    ENCODER_NAME,
+    ModelCard,
+    write_model_card,
+)
 from samedge.models import ModelSpec, get_model_spec
 
 __all__ = [
@@ -68,7 +77,7 @@ log = logging.getLogger(__name__)
 # Names of the decoder's two dynamic dimensions (prompts per call, points per prompt).
 DYNAMIC_BATCH = "B"
 DYNAMIC_POINTS = "N"
-# The torchscript exporter's newest opset; TensorRT 8.6 (JetPack 6) parses up to 17.
+# The torchscript exporter's newest opset; TensorRT 8.6 (JetPack 6.0) parses up to 17.
 _MAX_OPSET = 20
 
 PathArg = str | os.PathLike[str]
@@ -79,7 +88,7 @@ class ExportConfig:
     """How to export and how strictly to verify.
 
     Attributes:
-        opset: ONNX opset, 17..20. 17 is the newest TensorRT 8.6 (JetPack 6) parses
+        opset: ONNX opset, 17..20. 17 is the newest TensorRT 8.6 (JetPack 6.0) parses
             and the first with ``LayerNormalization``.
         verify: Check the graphs against PyTorch before declaring the export done.
         progress: Show a progress bar over the steps (log lines are always written).
@@ -111,7 +120,7 @@ class ExportConfig:
         if not isinstance(self.opset, int) or not 17 <= self.opset <= _MAX_OPSET:
             raise InputError(
                 f"opset: got {self.opset!r}, expected an int in 17..{_MAX_OPSET} "
-                "(17 for TensorRT 8.6 / JetPack 6)"
+                "(17 for TensorRT 8.6 / JetPack 6.0)"
             )
         for name in ("atol", "rtol"):
             value = getattr(self, name)
@@ -196,6 +205,10 @@ def resolve_spec(model: str | ModelSpec) -> ModelSpec:
         return model
     if model == REDUCED_SAM_NAME:
         return reduced_sam_spec()
+    if model == "sam2_reduced":  # the reduced SAM 2.1 of the tests
+        from samedge.exporters._sam2_build import reduced_sam2_spec
+
+        return reduced_sam2_spec()
     return get_model_spec(model)
 
 
@@ -225,10 +238,24 @@ def _check_against_spec(sam: nn.Module, spec: ModelSpec) -> None:
     grid = tuple(prompt_encoder.image_embedding_size)
     if grid != tuple(spec.embedding_shape[1:]):
         problems.append(f"embedding grid {grid} vs spec {spec.embedding_shape[1:]}")
-    size = tuple(prompt_encoder.input_image_size)
-    if size != (spec.image_size, spec.image_size):
-        problems.append(f"input size {size} vs spec {spec.image_size}")
-    tokens = int(mask_decoder.num_mask_tokens)
+    frame = tuple(prompt_encoder.input_image_size)
+    if frame[0] != frame[1]:
+        problems.append(f"prompt frame {frame} is not square")
+    # The encoder's input; the prompt frame may differ (EfficientViT-SAM L), the
+    # decoder graph then scales prompts into it.
+    size = encoder_input_size(sam)
+    if size != spec.image_size:
+        problems.append(f"encoder input size {size} vs spec {spec.image_size}")
+    upsample = mask_upsample_size(sam)
+    if upsample != (spec.mask_upsample_size or spec.image_size):
+        problems.append(f"masks upsampled to {upsample} vs spec {spec.mask_upsample_size}")
+    hq = is_sam_hq(sam)
+    if hq != bool(spec.extra_features):
+        problems.append(
+            f"{'an' if hq else 'no'} HQ mask decoder vs spec extra_features {spec.extra_features}"
+        )
+    # SAM-HQ's decoder counts its HQ token among its mask tokens; its outputs are SAM's K.
+    tokens = int(mask_decoder.num_mask_tokens) - (1 if hq else 0)
     if tokens != spec.num_mask_outputs:
         problems.append(f"{tokens} mask tokens vs spec {spec.num_mask_outputs}")
     for name, want in (("pixel_mean", spec.pixel_mean), ("pixel_std", spec.pixel_std)):
@@ -250,20 +277,26 @@ def _io_shapes(spec: ModelSpec) -> dict[str, dict[str, dict[str, list[int | str]
     m = spec.low_res_mask_size
     emb: list[int | str] = [1, c, h, w]
     b, n = DYNAMIC_BATCH, DYNAMIC_POINTS
+    # Encoder outputs the decoder also takes (SAM-HQ's hq_features), after SAM's.
+    extra: dict[str, list[int | str]] = {name: [1, *shape] for name, shape in spec.extra_features}
     return {
         "encoder": {
-            "inputs": {"image": [1, 3, size, size]},
-            "outputs": {"image_embeddings": emb},
+            "inputs": {graph_names.IMAGE: [1, 3, size, size]},
+            "outputs": {graph_names.IMAGE_EMBEDDINGS: emb, **extra},
         },
         "decoder": {
             "inputs": {
-                "image_embeddings": emb,
-                "point_coords": [b, n, 2],
-                "point_labels": [b, n],
-                "mask_input": [b, 1, m, 4 * w],
-                "has_mask_input": [b],
+                graph_names.IMAGE_EMBEDDINGS: emb,
+                graph_names.POINT_COORDS: [b, n, 2],
+                graph_names.POINT_LABELS: [b, n],
+                graph_names.MASK_INPUT: [b, 1, m, 4 * w],
+                graph_names.HAS_MASK_INPUT: [b],
+                **extra,
             },
-            "outputs": {"low_res_masks": [b, k, m, 4 * w], "iou_predictions": [b, k]},
+            "outputs": {
+                graph_names.LOW_RES_MASKS: [b, k, m, 4 * w],
+                graph_names.IOU_PREDICTIONS: [b, k],
+            },
         },
     }
 
@@ -276,7 +309,8 @@ def _write_encoder(
     sam: nn.Module, spec: ModelSpec, out: Path, config: ExportConfig, metadata: Mapping[str, str]
 ) -> list[Path]:
     shapes = _io_shapes(spec)["encoder"]
-    wrapper = EncoderGraph(sam, spec.pixel_mean, spec.pixel_std).eval()
+    graph = HQEncoderGraph if is_sam_hq(sam) else EncoderGraph
+    wrapper = graph(sam, spec.pixel_mean, spec.pixel_std).eval()
     # Example values only steer tracing; every dim of the encoder is static.
     example = torch.full((1, 3, spec.image_size, spec.image_size), 128.0)
     raw = trace_to_onnx(
@@ -302,7 +336,8 @@ def _write_decoder(
     sam: nn.Module, spec: ModelSpec, out: Path, config: ExportConfig, metadata: Mapping[str, str]
 ) -> list[Path]:
     shapes = _io_shapes(spec)["decoder"]
-    wrapper = PromptDecoderGraph(sam).eval()
+    graph = HQPromptDecoderGraph if is_sam_hq(sam) else PromptDecoderGraph
+    wrapper = graph(sam, spec.image_size).eval()
     c, h, w = spec.embedding_shape
     m = spec.low_res_mask_size
     # B=2, N=3 so that neither dynamic dim is traced as the special size 1.
@@ -312,6 +347,7 @@ def _write_decoder(
         torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]]),
         torch.zeros(2, 1, m, 4 * w),
         torch.tensor([0.0, 1.0]),
+        *(torch.zeros(1, *shape) for _, shape in spec.extra_features),
     )
     dynamic: dict[str, dict[int, str]] = {}
     for name, shape in {**shapes["inputs"], **shapes["outputs"]}.items():
@@ -431,8 +467,14 @@ def _export_part(
 ) -> Path:
     """Export and verify one graph (``part`` is "encoder" or "decoder") to ``out``."""
     spec = resolve_spec(model)
+    if spec.family == "sam2":
+        raise InputError(
+            f"model {spec.name}: a SAM 2-family model exports as a whole directory of four "
+            "graphs; use export_model (`samedge export`) instead of export_encoder/decoder"
+        )
     write = _write_encoder if part == "encoder" else _write_decoder
-    with _atomic_file(out, force) as staged:
+    # claim_output sweeps the staging a killed export of ``out`` left behind.
+    with claim_output(out), _atomic_file(out, force) as staged:
         sam = build_model(spec, checkpoint, seed=config.seed)
         sha = sha256_file(checkpoint) if checkpoint is not None else None
         refs = compute_references(sam, spec, config.seed) if config.verify else None
@@ -536,13 +578,23 @@ def export_model(
     """
     config = config or ExportConfig()
     spec = resolve_spec(model)
+    if spec.family == "sam2":  # SAM 2.1 / EdgeTAM: four graphs and a memory bank
+        from samedge.exporters.sam2 import export_sam2_model
+
+        return export_sam2_model(spec, checkpoint, output, config, force=force)
     output = Path(output)
     steps = _Steps(
         f"export {spec.name}", ["build", "encoder", "decoder", "verify"], config.progress
     )
     parity: ParityReport | None = None
     try:
-        with atomic_directory(output, force=force) as stage:
+        # claim_output: one export of ``output`` at a time, and the staging a
+        # killed export left beside it (SIGKILL, power loss) is swept first.
+        # --force replaces only a model directory (one with its samedge.json).
+        with (
+            claim_output(output),
+            atomic_directory(output, force=force, marker=CARD_NAME) as stage,
+        ):
             with steps.step("build"):
                 sam = build_model(spec, checkpoint, seed=config.seed)
                 sha = sha256_file(checkpoint) if checkpoint is not None else None

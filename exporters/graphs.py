@@ -8,7 +8,7 @@ Choices made for TensorRT and OpenVINO (both must build these graphs later):
   keep in FP32. SAM's ``LayerNorm2d`` is hand-written upstream and stays
   ReduceMean/Sub/Pow/Sqrt/Div.
 * GELU stays in its exact ``Erf`` form at the default opset 17: the ``Gelu``
-  op only exists from opset 20, which TensorRT 8.6 (JetPack 6) cannot parse,
+  op only exists from opset 20, which TensorRT 8.6 (JetPack 6.0) cannot parse,
   and the tanh approximation would change SAM's numbers. Both backends fuse
   the Erf pattern. (Asking for opset 20 gets torch's ``Gelu`` op.)
 * Only B and N of the decoder are dynamic; channels and spatial dims are

@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from samedge import graph_names
 from samedge.errors import ExportError, ModelDirError, ParityError
+from samedge.exporters import sam_hq
+from samedge.exporters.sam_hq import is_sam_hq
+from samedge.masks import mask_iou, mask_ious
 from samedge.model_dir import read_model_dir
 from samedge.models import ModelSpec
 
@@ -73,13 +77,17 @@ class DecoderCase:
     def points(self) -> int:
         return int(self.point_labels.shape[1])
 
-    def feeds(self, image_embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    def feeds(
+        self, image_embeddings: np.ndarray, extras: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Decoder inputs; ``extras`` are the encoder's other outputs (SAM-HQ's)."""
         return {
-            "image_embeddings": image_embeddings,
-            "point_coords": self.point_coords,
-            "point_labels": self.point_labels,
-            "mask_input": self.mask_input,
-            "has_mask_input": self.has_mask_input,
+            graph_names.IMAGE_EMBEDDINGS: image_embeddings,
+            graph_names.POINT_COORDS: self.point_coords,
+            graph_names.POINT_LABELS: self.point_labels,
+            graph_names.MASK_INPUT: self.mask_input,
+            graph_names.HAS_MASK_INPUT: self.has_mask_input,
+            **(extras or {}),
         }
 
 
@@ -156,6 +164,8 @@ class References:
     cases: list[DecoderCase]
     masks: list[np.ndarray] = field(default_factory=list)
     iou: list[np.ndarray] = field(default_factory=list)
+    # The encoder's other outputs, fed to the decoder by name (SAM-HQ's hq_features).
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -171,30 +181,51 @@ def compute_references(sam: nn.Module, spec: ModelSpec, seed: int = 0) -> Refere
     x = (torch.from_numpy(frame) - mean) / std
     size = spec.image_size
     x = torch.nn.functional.pad(x, (0, size - x.shape[-1], 0, size - x.shape[-2]))
-    image_encoder: Any = sam.image_encoder
-    embedding = image_encoder(x)
+    hq_features: torch.Tensor | None = None
+    if is_sam_hq(sam):
+        embedding, hq_features = sam_hq.reference_encode(sam, x)
+    else:
+        image_encoder: Any = sam.image_encoder
+        embedding = image_encoder(x)
     if tuple(embedding.shape[1:]) != tuple(spec.embedding_shape):
         raise ExportError(
             f"model {spec.name}: PyTorch embedding has shape {tuple(embedding.shape)}, "
             f"the spec says (1, {', '.join(map(str, spec.embedding_shape))})"
         )
     refs = References(padded, embedding.numpy().copy(), decoder_cases(spec, seed))
+    if hq_features is not None:
+        refs.extras[sam_hq.HQ_FEATURES] = hq_features.numpy().copy()
+    for name, shape in spec.extra_features:
+        got = refs.extras[name].shape if name in refs.extras else None
+        if got != (1, *shape):
+            raise ExportError(
+                f"model {spec.name}: PyTorch {name} has shape {got}, the spec says (1, {shape})"
+            )
     for case in refs.cases:
-        masks, iou = _reference_decode(sam, embedding, case)
+        masks, iou = _reference_decode(sam, spec, embedding, hq_features, case)
         refs.masks.append(masks)
         refs.iou.append(iou)
     return refs
 
 
 def _reference_decode(
-    sam: nn.Module, embedding: torch.Tensor, case: DecoderCase
+    sam: nn.Module,
+    spec: ModelSpec,
+    embedding: torch.Tensor,
+    hq_features: torch.Tensor | None,
+    case: DecoderCase,
 ) -> tuple[np.ndarray, np.ndarray]:
     """SAM's own prompt embedding per object, then one ``predict_masks`` over the batch."""
     pe: Any = sam.prompt_encoder  # upstream modules are untyped
     decoder: Any = sam.mask_decoder
+    # Prompts are in the encoder's frame; the prompt encoder's may be larger
+    # (EfficientViT-SAM L: 512 -> 1024), where its own predictor puts them.
+    frame = pe.input_image_size[1] / spec.image_size
     sparse_rows, dense_rows = [], []
     for b in range(case.batch):
         coords = torch.from_numpy(case.point_coords[b : b + 1])
+        if frame != 1:
+            coords = coords * frame
         labels = torch.from_numpy(case.point_labels[b : b + 1])
         is_box = labels[0] >= 2
         n_box = int(is_box.sum())
@@ -213,12 +244,17 @@ def _reference_decode(
             dense_rows.append(pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w))
     # Every object of a case has the same number of prompt tokens, so the
     # objects batch exactly as in SamPredictor.predict_torch.
-    masks, iou = decoder.predict_masks(
-        image_embeddings=embedding,
-        image_pe=pe.get_dense_pe(),
-        sparse_prompt_embeddings=torch.cat(sparse_rows),
-        dense_prompt_embeddings=torch.cat(dense_rows),
-    )
+    if hq_features is not None:
+        masks, iou = sam_hq.reference_predict_masks(
+            sam, embedding, hq_features, torch.cat(sparse_rows), torch.cat(dense_rows)
+        )
+    else:
+        masks, iou = decoder.predict_masks(
+            image_embeddings=embedding,
+            image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=torch.cat(sparse_rows),
+            dense_prompt_embeddings=torch.cat(dense_rows),
+        )
     return masks.numpy(), iou.numpy()
 
 
@@ -232,6 +268,8 @@ class EncoderParity:
     max_abs_diff: float
     ref_max_abs: float
     passed: bool
+    # Other encoder outputs (SAM-HQ's hq_features): name -> (max|diff|, max|ref|).
+    extras: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -292,6 +330,8 @@ class ParityReport:
                 f"  encoder                    max|diff| {enc.max_abs_diff:.2e} "
                 f"(max|ref| {enc.ref_max_abs:.3g})  {'ok' if enc.passed else 'FAIL'}"
             )
+            for name, (diff, ref) in enc.extras.items():
+                lines.append(f"    {name:<24} max|diff| {diff:.2e} (max|ref| {ref:.3g})")
         for c in self.decoder:
             lines.append(
                 f"  decoder {c.name:<18} logits max|diff| {c.max_abs_diff:.2e} "
@@ -309,11 +349,9 @@ def _within(diff: float, ref: float, atol: float, rtol: float) -> bool:
 def _mask_ious(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Pooled IoU of ``a > 0`` vs ``b > 0`` and the smallest per-mask IoU."""
     pa, pb = a > 0, b > 0
-    inter = np.logical_and(pa, pb).sum(axis=(-2, -1)).astype(np.float64)
-    union = np.logical_or(pa, pb).sum(axis=(-2, -1)).astype(np.float64)
-    per_mask = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-    pooled = inter.sum() / union.sum() if union.sum() > 0 else 1.0
-    return float(pooled), float(per_mask.min())
+    # Pooled over all masks: one IoU of the stacked masks (1.0 if all are empty).
+    pooled = mask_iou(pa.reshape(-1, pa.shape[-1]), pb.reshape(-1, pb.shape[-1]))
+    return pooled, float(mask_ious(pa, pb).min())
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
@@ -341,17 +379,25 @@ def encoder_parity(
         ExportError: the graph does not load or returns the wrong shape.
     """
     encoder = _session(Path(encoder_path))
-    (embedding,) = encoder.run(["image_embeddings"], {"image": refs.padded_image})
+    outs = [graph_names.IMAGE_EMBEDDINGS, *refs.extras]
+    values = encoder.run(outs, {graph_names.IMAGE: refs.padded_image})
+    outputs = dict(zip(outs, values, strict=True))
     del encoder
-    if embedding.shape != refs.image_embeddings.shape:
-        raise ExportError(
-            f"encoder: ONNX Runtime returned {embedding.shape}, PyTorch "
-            f"{refs.image_embeddings.shape}"
-        )
-    diff = float(np.abs(embedding - refs.image_embeddings).max())
-    ref_max = float(np.abs(refs.image_embeddings).max())
-    log.debug("encoder parity: max|diff| %.2e (max|ref| %.3g)", diff, ref_max)
-    return EncoderParity(diff, ref_max, _within(diff, ref_max, config.atol, config.rtol))
+    extras: dict[str, tuple[float, float]] = {}
+    passed = True
+    for name, ref in {graph_names.IMAGE_EMBEDDINGS: refs.image_embeddings, **refs.extras}.items():
+        got = outputs[name]
+        if got.shape != ref.shape:
+            raise ExportError(
+                f"encoder: ONNX Runtime returned {name} {got.shape}, PyTorch {ref.shape}"
+            )
+        diff = float(np.abs(got - ref).max())
+        ref_max = float(np.abs(ref).max())
+        log.debug("encoder parity %s: max|diff| %.2e (max|ref| %.3g)", name, diff, ref_max)
+        passed = passed and _within(diff, ref_max, config.atol, config.rtol)
+        extras[name] = (diff, ref_max)
+    diff, ref_max = extras.pop(graph_names.IMAGE_EMBEDDINGS)
+    return EncoderParity(diff, ref_max, passed, extras)
 
 
 def decoder_parity(
@@ -369,7 +415,7 @@ def decoder_parity(
     results = []
     for case, ref_masks, ref_iou in zip(refs.cases, refs.masks, refs.iou, strict=True):
         masks, iou = decoder.run(
-            ["low_res_masks", "iou_predictions"], case.feeds(refs.image_embeddings)
+            list(graph_names.DECODER_OUTPUTS), case.feeds(refs.image_embeddings, refs.extras)
         )
         if masks.shape != ref_masks.shape or iou.shape != ref_iou.shape:
             raise ExportError(

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samedge.models import get_model_spec
+
 __all__ = [
     "TINY_EMBED_DIM",
     "TINY_GRID",
@@ -121,6 +123,7 @@ def tiny_sam() -> nn.Module:
     """The untrained samedge-tiny ``Sam`` (train mode, PyTorch's default init)."""
     from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+    spec = get_model_spec("samedge_tiny")
     return Sam(
         image_encoder=TinyEncoder(),  # type: ignore[arg-type]
         prompt_encoder=PromptEncoder(
@@ -138,8 +141,8 @@ def tiny_sam() -> nn.Module:
             iou_head_depth=3,
             iou_head_hidden_dim=128,
         ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
+        pixel_mean=list(spec.pixel_mean),
+        pixel_std=list(spec.pixel_std),
     )
 
 

@@ -17,7 +17,14 @@ Example:
 from __future__ import annotations
 
 from samedge.runtimes.base import Backend, Dim, TensorSpec
-from samedge.runtimes.cache import CacheKey, EngineCache, default_cache_root
+from samedge.runtimes.cache import (
+    CacheEntry,
+    CacheKey,
+    EngineCache,
+    clear_cache,
+    default_cache_root,
+    list_cache,
+)
 from samedge.runtimes.ort import PREFERRED_PROVIDERS, GraphOptimization, OrtBackend, OrtConfig
 from samedge.runtimes.ov import (
     InferencePrecision,
@@ -32,8 +39,10 @@ from samedge.runtimes.select import (
     BackendInfo,
     available_backends,
     backend_class,
+    native_precisions,
     open_backend,
     refresh_probes,
+    resolve_backend,
     select_backend,
 )
 
@@ -43,6 +52,7 @@ __all__ = [
     "Backend",
     "BackendChoice",
     "BackendInfo",
+    "CacheEntry",
     "CacheKey",
     "Dim",
     "EngineCache",
@@ -57,8 +67,12 @@ __all__ = [
     "TensorSpec",
     "available_backends",
     "backend_class",
+    "clear_cache",
     "default_cache_root",
+    "list_cache",
+    "native_precisions",
     "open_backend",
     "refresh_probes",
+    "resolve_backend",
     "select_backend",
 ]

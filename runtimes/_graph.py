@@ -33,6 +33,7 @@ __all__ = [
     "ValueInfo",
     "numpy_dtype",
     "onnx_content_hash",
+    "read_onnx_metadata",
     "read_onnx_summary",
     "unnamed_dim",
 ]
@@ -365,6 +366,19 @@ def _read_summary_cached(path: str, size: int, mtime_ns: int) -> OnnxSummary:
             raise InputError(f"{path}: not an ONNX model ({e})") from None
         finally:
             view.release()
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``samedge.*`` entries of an ONNX file's ``metadata_props`` (its provenance).
+
+    Read from the file's header fields alone, without loading its weights or
+    creating an inference session.
+
+    Raises:
+        InputError: the file is missing or is not an ONNX model.
+    """
+    meta = read_onnx_summary(path).metadata
+    return {k: v for k, v in meta.items() if k.startswith("samedge.")}
 
 
 def onnx_content_hash(path: str | os.PathLike[str]) -> str:

@@ -46,10 +46,18 @@ __all__ = [
 logger = logging.getLogger("samedge.runtimes.trt")
 
 _INSTALL_HINT = (
-    "install it with `pip install samedge[tensorrt]` (NVIDIA's wheels need a CUDA GPU); "
-    "on Jetson, TensorRT comes with JetPack (apt `python3-libnvinfer`): create the "
-    "virtual environment with --system-site-packages so Python sees it"
+    "on x86-64 or an SBSA server (Grace, GH200) install NVIDIA's wheels with "
+    "`pip install samedge[tensorrt]` (brings cuda-python; pin `cuda-python==12.*` under a "
+    "CUDA 12 driver); on Jetson, TensorRT comes with JetPack (apt `python3-libnvinfer`): "
+    "create the virtual environment with --system-site-packages so Python sees it and "
+    "install `pip install samedge[jetson]` (pycuda, JetPack 6) or `pip install cuda-python` "
+    "(JetPack 7), not the [tensorrt] extra, whose PyPI aarch64 wheels would shadow JetPack's "
+    "TensorRT (on JetPack 6 those SBSA builds do not run at all)"
 )
+
+# onnx-tensorrt 8.6 parses opsets up to 17 (onnx-tensorrt release/8.6-GA docs/operators.md:
+# "TensorRT 8.6 supports operators up to Opset 17"); 10.x and 11.x parse newer ones.
+_MAX_OPSET_8X = 17
 
 
 # -- what the graph carries -----------------------------------------------------------
@@ -103,6 +111,9 @@ class BuildPlan:
         fp16_flag: Set ``BuilderFlag.FP16``.
         int8_flag: Set ``BuilderFlag.INT8``.
         precision: What the engine computes in, as :attr:`TensorRTBackend.precision` reports it.
+        obey_precision: Set ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS`` and pin every layer
+            whose parsed output is FP32 to FP32 (TensorRT 8.x building a graph that carries
+            FP16: the graph's FP32 islands stay FP32).
     """
 
     explicit_batch: bool
@@ -110,6 +121,7 @@ class BuildPlan:
     fp16_flag: bool
     int8_flag: bool
     precision: str
+    obey_precision: bool = False
 
 
 @dataclass(frozen=True, order=True)
@@ -151,6 +163,20 @@ class _TrtCompat:
         if self.major > 11:
             logger.warning("TensorRT %s is newer than samedge knows (11.x); assuming 11.x", self)
 
+    def check_opset(self, opsets: Mapping[str, int], model: str) -> None:
+        """Refuse a graph whose default-domain opset this TensorRT's ONNX parser cannot read.
+
+        Raises:
+            InputError: TensorRT 8.x and an opset above 17.
+        """
+        opset = opsets.get("", opsets.get("ai.onnx"))
+        if self.major == 8 and opset is not None and opset > _MAX_OPSET_8X:
+            raise InputError(
+                f"{model}: ONNX opset {opset}, but TensorRT {self}'s ONNX parser reads opsets up "
+                f"to {_MAX_OPSET_8X}; re-export it with `samedge export --opset {_MAX_OPSET_8X}` "
+                "(the default), or run it on TensorRT 10.x (JetPack 6.1+)"
+            )
+
     def plan(self, graph: GraphPrecision, fp16: bool | None) -> BuildPlan:
         """Decide the creation and builder flags for ``graph`` under the ``fp16`` policy.
 
@@ -174,14 +200,26 @@ class _TrtCompat:
             int8 = graph.int8
             half = graph.fp16 or bool(fp16)
             label = "int8" if int8 else ("fp16" if half else "fp32")
-            return BuildPlan(True, False, half, int8, label)
+            # Weakly typed, the graph's Casts are only hints: with the FP16 flag TensorRT may
+            # run the FP32 islands (LayerNorm, Softmax, the heads) in FP16, the overflow the
+            # FP16 conversion exists to prevent (NVIDIA/TensorRT#3692, #2781). Pinning them
+            # needs OBEY_PRECISION_CONSTRAINTS plus layer.precision / set_output_type
+            # (8.6 developer guide, "Layer-Level Control of Precision"; Polygraphy example
+            # cli/run/08_adding_precision_constraints).
+            obey = graph.fp16
+            if fp16 and not graph.carried:
+                _warn_fp16_flag(self)
+            return BuildPlan(True, False, half, int8, label, obey_precision=obey)
         if self.major == 10:
             # 10.x: EXPLICIT_BATCH is deprecated and ignored, networks are always explicit
             # batch; STRONGLY_TYPED builds a graph in the types it declares, and precision
             # flags must not be combined with it (latest/_static/python-api/infer/Core/
             # Builder.html; inference-library/quantized-types-explicit-quantization.html:
             # "Use explicit quantization with Strong Typing. Precision-control build flags
-            # are not required and should not be specified").
+            # are not required and should not be specified"). Weak typing is deprecated
+            # since 10.12 (ILayer.set_output_type and friends: "Deprecated in TensorRT
+            # 10.12. Superseded by strong typing"), so every build is strongly typed except
+            # the one weak typing exists for: a user's explicit FP16 flag on an FP32 graph.
             if graph.carried:
                 if fp16 and not graph.fp16:
                     raise InputError(
@@ -189,9 +227,10 @@ class _TrtCompat:
                         f"TensorRT {self}; quantize the FP16 ONNX instead, or pass fp16=None"
                     )
                 return BuildPlan(False, True, False, False, f"strongly-typed ({graph.describe()})")
-            # BuilderFlag.FP16 still exists in 10.x (weak typing deprecated since 10.12, per
-            # NVIDIA's strong-typing migration notes).
-            return BuildPlan(False, False, bool(fp16), False, "fp16" if fp16 else "fp32")
+            if fp16:
+                _warn_fp16_flag(self)
+                return BuildPlan(False, False, True, False, "fp16")
+            return BuildPlan(False, True, False, False, "fp32")
         # 11.x: every network is strongly typed; the STRONGLY_TYPED flag is deprecated and
         # ignored, and BuilderFlag.FP16/INT8 are removed (11.0.0 Builder page,
         # 11.0.0/_static/python-api/infer/Core/Builder.html; "Removed Python APIs and
@@ -204,6 +243,15 @@ class _TrtCompat:
             )
         label = f"strongly-typed ({graph.describe()})" if graph.carried else "fp32"
         return BuildPlan(False, False, False, False, label)
+
+
+def _warn_fp16_flag(version: _TrtCompat) -> None:
+    logger.warning(
+        "TensorRT %s: fp16=True builds the FP32 graph with the FP16 builder flag, which lets "
+        "TensorRT run LayerNorm and Softmax in FP16 where they can overflow; samedge's FP16 "
+        "step (`samedge build --precision fp16`) keeps them in FP32 and builds strongly typed",
+        version,
+    )
 
 
 # -- optimisation profile ---------------------------------------------------------------

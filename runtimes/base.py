@@ -166,6 +166,18 @@ class Backend(abc.ABC):
         """Device the engine runs on, in the backend's own words."""
         return "CPU"
 
+    @property
+    def cache_path(self) -> Path | None:
+        """Where this graph's compiled engine is cached on disk; ``None`` when it is not."""
+        return None
+
+    def drop_cache(self) -> Path | None:
+        """Delete this graph's cached engine (e.g. one that produced NaN); what was removed.
+
+        The engine in memory stays until :meth:`close`; the next load rebuilds.
+        """
+        return None
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on ``feeds`` (name -> array) and return name -> array.
 

@@ -10,7 +10,11 @@ Layout::
 
     <root>/engines/<backend>/<key>.blob    the engine bytes
     <root>/engines/<backend>/<key>.json    what the key was made from + sha256 of the blob
-    <root>/openvino/                        OpenVINO's CACHE_DIR
+    <root>/openvino/<key>/                  OpenVINO's CACHE_DIR for one graph and
+                                            configuration, with samedge-entry.json
+
+:func:`list_cache` and :func:`clear_cache` are what ``samedge cache`` shows
+and removes: every entry with its model, backend, size, age and path.
 
 Both files are written atomically (temporary file + rename), blob first and
 sidecar last, so a crash at any point leaves either no entry or an entry
@@ -36,6 +40,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +49,22 @@ from typing import Any
 from samedge._io import atomic_write_bytes, atomic_write_text
 from samedge._version import __version__
 from samedge.errors import EngineCacheError, InputError
-from samedge.runtimes._graph import onnx_content_hash
+from samedge.runtimes._graph import onnx_content_hash, read_onnx_summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CacheKey", "EngineCache", "default_cache_root"]
+__all__ = [
+    "OV_ENTRY_NAME",
+    "CacheEntry",
+    "CacheKey",
+    "EngineCache",
+    "clear_cache",
+    "default_cache_root",
+    "list_cache",
+]
+
+#: The file describing one OpenVINO cache directory (written by the OpenVINO backend).
+OV_ENTRY_NAME = "samedge-entry.json"
 
 # Bump when the layout or the sidecar changes so old entries miss instead of misloading.
 CACHE_FORMAT = 1
@@ -168,6 +185,36 @@ class EngineCache:
             ) from e
         return path
 
+    def content_hash(self, onnx_path: str | os.PathLike[str]) -> str:
+        """The graph's content hash (:func:`onnx_content_hash`), remembered on disk.
+
+        Hashing runs at ~300 MB/s here, seconds for a ViT-H at every process
+        start; the result is kept under ``<root>/hashes/`` keyed by each file's
+        path, size, mtime and inode, so a model is hashed once until it changes.
+
+        Raises:
+            InputError: the ONNX file or one of its external-data files is missing.
+        """
+        path = Path(onnx_path).resolve()
+        files = [path, *(path.parent / n for n in read_onnx_summary(path).external_data)]
+        identity = []
+        for f in files:
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                return onnx_content_hash(path)  # names the missing file
+            identity.append([str(f), st.st_size, st.st_mtime_ns, st.st_ino])
+        name = hashlib.sha256(json.dumps(identity).encode("utf-8")).hexdigest()
+        memo = self.root / "hashes" / f"{name}.sha256"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            known = memo.read_text(encoding="ascii").strip()
+            if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+                return known
+        digest = onnx_content_hash(path)
+        with contextlib.suppress(OSError):  # a read-only cache only costs the hashing
+            atomic_write_text(memo, digest + "\n")
+        return digest
+
     # -- entries -----------------------------------------------------------------------
 
     def get(self, key: CacheKey) -> bytes | None:
@@ -207,8 +254,13 @@ class EngineCache:
         log.debug("engine cache hit %s (%d bytes)", blob, len(data))
         return data
 
-    def put(self, key: CacheKey, data: bytes) -> Path:
+    def put(self, key: CacheKey, data: bytes, *, model: str | None = None) -> Path:
         """Store ``data`` under ``key`` atomically; returns the blob's path.
+
+        Args:
+            key: What the engine was built from.
+            data: The engine bytes.
+            model: The model's name (``"mobile_sam"``), shown by ``samedge cache list``.
 
         Raises:
             EngineCacheError: the cache directory cannot be written.
@@ -223,6 +275,7 @@ class EngineCache:
             "sha256": hashlib.sha256(data).hexdigest(),
             "size": len(data),
             "samedge_version": __version__,
+            "model": model,
         }
         try:
             # Blob first, sidecar last: the sidecar's presence marks a complete entry.
@@ -248,3 +301,181 @@ class EngineCache:
         for path in (blob.with_suffix(".json"), blob):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+# -- what `samedge cache` lists and clears ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached engine or compiled-blob directory.
+
+    Attributes:
+        backend: ``"tensorrt"``, ``"openvino"``, ...
+        model: Model name where the entry records it, else ``"?"``.
+        detail: Graph and settings in a few words (``"encoder.onnx, bf16"``).
+        size_bytes: Bytes on disk.
+        modified: When it was last written (seconds since the epoch).
+        path: The blob, or the OpenVINO directory.
+    """
+
+    backend: str
+    model: str
+    detail: str
+    size_bytes: int
+    modified: float
+    path: Path
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since the entry was last written."""
+        return max(0.0, time.time() - self.modified)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "detail": self.detail,
+            "size_bytes": self.size_bytes,
+            "age_s": round(self.age_s, 1),
+            "path": str(self.path),
+        }
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _tree_size_and_mtime(path: Path) -> tuple[int, float]:
+    size, newest = 0, 0.0
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for f in files:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            size += st.st_size
+            newest = max(newest, st.st_mtime)
+    if not newest:
+        with contextlib.suppress(OSError):
+            newest = path.stat().st_mtime
+    return size, newest
+
+
+def _engine_entries(root: Path) -> list[CacheEntry]:
+    entries = []
+    for blob in sorted((root / "engines").glob("*/*.blob")):
+        meta = _read_json(blob.with_suffix(".json"))
+        key = meta.get("key") if isinstance(meta.get("key"), dict) else {}
+        size, modified = _tree_size_and_mtime(blob)
+        size += _tree_size_and_mtime(blob.with_suffix(".json"))[0] if meta else 0
+        detail = ", ".join(str(key[k]) for k in ("precision", "device", "profile") if key.get(k))
+        entries.append(
+            CacheEntry(
+                backend=blob.parent.name,
+                model=str(meta.get("model") or "?"),
+                detail=detail or "no sidecar (incomplete; removed on next use)",
+                size_bytes=size,
+                modified=modified,
+                path=blob,
+            )
+        )
+    return entries
+
+
+def _timing_entries(root: Path) -> list[CacheEntry]:
+    """TensorRT builder timing caches: shared by every model built on one TensorRT and GPU."""
+    entries = []
+    for path in sorted((root / "tensorrt").glob("timing-*.cache")):
+        size, modified = _tree_size_and_mtime(path)
+        detail = "builder timing cache " + path.stem.removeprefix("timing-")
+        entries.append(CacheEntry("tensorrt", "?", detail, size, modified, path))
+    return entries
+
+
+def _openvino_entries(root: Path) -> list[CacheEntry]:
+    base = root / "openvino"
+    if not base.is_dir():
+        return []
+    entries = []
+    loose = []
+    for child in sorted(base.iterdir()):
+        if child.is_dir() and (child / OV_ENTRY_NAME).is_file():
+            info = _read_json(child / OV_ENTRY_NAME)
+            key = info.get("key") if isinstance(info.get("key"), dict) else {}
+            size, modified = _tree_size_and_mtime(child)
+            detail = ", ".join(
+                str(v)
+                for v in (
+                    info.get("graph"),
+                    key.get("device"),
+                    key.get("inference_precision"),
+                    "OpenVINO " + str(key["openvino"]).split("-")[0] if key.get("openvino") else "",
+                )
+                if v
+            )
+            entries.append(
+                CacheEntry("openvino", str(info.get("model") or "?"), detail, size, modified, child)
+            )
+        else:
+            loose.append(child)
+    for child in loose:
+        # Blobs OpenVINO wrote straight into the shared directory (samedge before
+        # per-configuration keys): nothing says whose they are.
+        size, modified = _tree_size_and_mtime(child)
+        detail = "shared directory of an older samedge (not used any more)"
+        entries.append(CacheEntry("openvino", "?", detail, size, modified, child))
+    return entries
+
+
+def list_cache(root: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
+    """Every engine and compiled-blob entry under the cache root, oldest first.
+
+    Args:
+        root: Cache root; ``None`` means :func:`default_cache_root`.
+
+    Example:
+        >>> for e in list_cache():                                 # doctest: +SKIP
+        ...     print(e.backend, e.model, e.size_bytes, round(e.age_s), e.path)
+    """
+    base = Path(root).expanduser() if root is not None else default_cache_root()
+    if not base.is_dir():
+        return []
+    entries = _engine_entries(base) + _timing_entries(base) + _openvino_entries(base)
+    return sorted(entries, key=lambda e: e.modified)
+
+
+def clear_cache(
+    root: str | os.PathLike[str] | None = None, *, model: str | None = None
+) -> list[CacheEntry]:
+    """Remove every cache entry, or only those of ``model``; returns what was removed.
+
+    Entries that do not record their model (``"?"``) are removed only when
+    clearing everything.
+
+    Raises:
+        EngineCacheError: an entry could not be removed (named with the reason).
+    """
+    removed = []
+    for entry in list_cache(root):
+        if model is not None and entry.model != model:
+            continue
+        try:
+            if entry.path.is_dir():
+                shutil.rmtree(entry.path)
+            else:
+                entry.path.unlink(missing_ok=True)
+                entry.path.with_suffix(".json").unlink(missing_ok=True)
+        except OSError as e:
+            raise EngineCacheError(
+                f"cache entry {entry.path}: cannot remove it ({e.strerror or e}); "
+                "check its permissions"
+            ) from e
+        removed.append(entry)
+        log.info("removed cache entry %s (%s, %s)", entry.path, entry.backend, entry.model)
+    if model is None:
+        base = Path(root).expanduser() if root is not None else default_cache_root()
+        shutil.rmtree(base / "hashes", ignore_errors=True)  # remembered graph hashes
+    return removed

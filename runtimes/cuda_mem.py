@@ -10,11 +10,22 @@ implementations:
   ``cuda-bindings``; ``from cuda.bindings import runtime``, or ``from cuda
   import cudart`` before 12.6.1), which NVIDIA's own TensorRT samples use
   since 10.14 (``samples/python/common_runtime.py``).
-* :class:`PycudaMemory` on ``pycuda``, which JetPack users usually have.
+* :class:`PycudaMemory` on ``pycuda``, the layer for JetPack 6: PyPI's aarch64
+  CUDA wheels (cuda-python's included) are built for SBSA servers, not for
+  Jetson's L4T, while pycuda compiles against JetPack's own CUDA.
+
+Which to install: pycuda on JetPack 6 (``pip install samedge[jetson]``);
+cuda-python on JetPack 7, SBSA servers and x86-64 (``pip install
+samedge[tensorrt]``), its major version matching the driver's CUDA.
 
 :func:`get_cuda_memory` picks cuda-python when it imports, else pycuda. Both
 talk to the device's *primary* context, the one the CUDA runtime and TensorRT
-use, so buffers allocated here are valid in TensorRT's calls.
+use, so buffers allocated here are valid in TensorRT's calls. Both leave the
+calling thread's CUDA state as they found it: :meth:`CudaMemory.activate`
+restores the current device (cuda-python) or pops the context it pushed
+(pycuda), so PyTorch or other CUDA code in the same thread is not moved.
+Streams are created non-blocking: they never wait on, nor hold up, work that
+other libraries queue on the legacy default stream.
 
 Errors: a missing package raises :class:`BackendUnavailableError` naming the
 pip extra; a missing driver or GPU raises :class:`DeviceUnavailableError`; any
@@ -35,6 +46,7 @@ import enum
 import importlib
 import importlib.util
 import logging
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Protocol
@@ -55,10 +67,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _INSTALL_HINT = (
-    "install the TensorRT extra, `pip install samedge[tensorrt]` (brings pycuda), or "
-    "`pip install cuda-python` matching your CUDA major version (cuda-python 12.x for "
-    "JetPack 6 / CUDA 12); on Jetson, TensorRT itself comes with JetPack"
+    "on Jetson with JetPack 6 install pycuda, `pip install samedge[jetson]` (PyPI's aarch64 "
+    "cuda-python wheels are for SBSA servers and fail on JetPack 6); on JetPack 7, SBSA "
+    "servers and x86-64 install cuda-python, `pip install samedge[tensorrt]`, matching the "
+    "driver's CUDA major version (`pip install 'cuda-python==12.*'` under a CUDA 12 driver); "
+    "on Jetson, TensorRT itself comes with JetPack"
 )
+
+# CUstream_flags.CU_STREAM_NON_BLOCKING (cuda.h; cuda-bindings driver.StreamFlags.NON_BLOCKING
+# = 1): pycuda's Stream(flags=...) passes it to cuStreamCreate and names no constant for it.
+_CU_STREAM_NON_BLOCKING = 0x1
 
 # cudaError_t names that mean "no usable driver or GPU here" rather than a bug.
 _NO_DEVICE_ERRORS = frozenset(
@@ -104,8 +122,20 @@ class CudaMemory(Protocol):
         """``(major, minor)``, e.g. ``(8, 7)`` for Orin."""
         ...
 
+    def is_integrated(self) -> bool:
+        """Whether the GPU shares the system's memory (Jetson) rather than having its own."""
+        ...
+
+    def total_memory(self) -> int:
+        """The GPU's memory in bytes (on an integrated GPU: the memory it shares)."""
+        ...
+
     def activate(self) -> contextlib.AbstractContextManager[None]:
-        """Make this device's primary context current in the calling thread for the block."""
+        """Make this device's primary context current in the calling thread for the block.
+
+        The thread's previous CUDA state (current device, current context) is restored
+        when the block exits.
+        """
         ...
 
     def alloc_host(self, nbytes: int) -> np.ndarray:
@@ -125,7 +155,7 @@ class CudaMemory(Protocol):
         ...
 
     def create_stream(self) -> int:
-        """A new CUDA stream; returns its handle."""
+        """A new non-blocking CUDA stream; returns its handle."""
         ...
 
     def destroy_stream(self, stream: int) -> None:
@@ -219,6 +249,8 @@ class CudaPythonMemory:
         name = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
         self._name = name.split("\x00", 1)[0].strip()
         self._cc = (int(props.major), int(props.minor))
+        self._integrated = bool(props.integrated)
+        self._total_memory = int(props.totalGlobalMem)
 
     # -- error checking --------------------------------------------------------------
 
@@ -254,12 +286,24 @@ class CudaPythonMemory:
     def compute_capability(self) -> tuple[int, int]:
         return self._cc
 
+    def is_integrated(self) -> bool:
+        return self._integrated
+
+    def total_memory(self) -> int:
+        return self._total_memory
+
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:
         # The runtime API binds the current device per thread; a worker thread that
-        # calls infer() starts on device 0 unless told otherwise.
+        # calls infer() starts on device 0 unless told otherwise. The caller's device
+        # is put back afterwards: PyTorch and other CUDA code in this thread rely on it.
+        previous = int(self._call(self._rt.cudaGetDevice(), "cudaGetDevice"))
         self._call(self._rt.cudaSetDevice(self.device_index), "cudaSetDevice")
-        yield
+        try:
+            yield
+        finally:
+            if previous != self.device_index:
+                self._call(self._rt.cudaSetDevice(previous), "cudaSetDevice(restore)")
 
     def alloc_host(self, nbytes: int) -> np.ndarray:
         ptr = int(self._call(self._rt.cudaMallocHost(max(nbytes, 1)), "cudaMallocHost"))
@@ -284,7 +328,10 @@ class CudaPythonMemory:
             self._call(self._rt.cudaFree(address), "cudaFree")
 
     def create_stream(self) -> int:
-        stream = self._call(self._rt.cudaStreamCreate(), "cudaStreamCreate")
+        stream = self._call(
+            self._rt.cudaStreamCreateWithFlags(self._rt.cudaStreamNonBlocking),
+            "cudaStreamCreateWithFlags",
+        )
         handle = _native_handle(stream)
         self._streams[handle] = stream
         return handle
@@ -348,6 +395,15 @@ class PycudaMemory:
     valid for TensorRT. pycuda contexts are per thread, so every public call
     pushes the context and pops it again.
 
+    The retained context is released on the thread that retained it: pycuda's
+    ``Context.detach()`` does nothing on any other thread, and on its own thread
+    it releases the primary context (``cuDevicePrimaryCtxRelease``) without
+    popping it ("unlike cuCtxDestroy() this method does not pop the context from
+    stack in any circumstances", CUDA driver API, Primary Context Management).
+    :meth:`close` therefore pushes, detaches and pops the driver's context
+    itself; closed from another thread, it keeps the retained context (released
+    at process exit) rather than leaving a half-released one behind.
+
     Raises:
         BackendUnavailableError: pycuda is not installed.
         DeviceUnavailableError: no CUDA driver, no GPU, or no GPU ``device_index``.
@@ -370,6 +426,7 @@ class PycudaMemory:
         self._device: dict[int, Any] = {}  # address -> DeviceAllocation (freed on GC)
         self._streams: dict[int, Any] = {}  # handle -> pycuda Stream
         self._closed = False
+        self._thread = threading.get_ident()  # the thread that retains the context
         try:
             drv.init()
             count = int(drv.Device.count())
@@ -387,6 +444,8 @@ class PycudaMemory:
             self._ctx = self._dev.retain_primary_context()
             self._name = str(self._dev.name())
             major, minor = self._dev.compute_capability()
+            self._integrated = bool(self._dev.get_attribute(drv.device_attribute.INTEGRATED))
+            self._total_memory = int(self._dev.total_memory())
         except drv.Error as e:
             raise DeviceUnavailableError(f"CUDA device {device_index} is not usable: {e}") from e
         self._cc = (int(major), int(minor))
@@ -403,6 +462,12 @@ class PycudaMemory:
 
     def compute_capability(self) -> tuple[int, int]:
         return self._cc
+
+    def is_integrated(self) -> bool:
+        return self._integrated
+
+    def total_memory(self) -> int:
+        return self._total_memory
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:
@@ -445,7 +510,7 @@ class PycudaMemory:
 
     def create_stream(self) -> int:
         with self.activate(), self._translate("creating a stream"):
-            stream = self._drv.Stream()
+            stream = self._drv.Stream(flags=_CU_STREAM_NON_BLOCKING)
         handle = int(stream.handle)
         self._streams[handle] = stream
         return handle
@@ -487,9 +552,72 @@ class PycudaMemory:
                 self.free_host(owner)
         self._host.clear()
         self._streams.clear()
-        with contextlib.suppress(self._drv.Error):
-            # Balance retain_primary_context(); the runtime keeps its own reference.
-            self._ctx.detach()
+        self._release_context()
+
+    def _release_context(self) -> None:
+        """Balance retain_primary_context(): push, detach, pop, on the retaining thread."""
+        if threading.get_ident() != self._thread:
+            # detach() would silently do nothing here, and the object's destructor might
+            # later half-release the context on whichever thread collects it. Keep it:
+            # the runtime (TensorRT) holds its own reference, so this only delays the
+            # primary context's reset to process exit.
+            _KEPT_CONTEXTS.append(self._ctx)
+            logger.debug(
+                "pycuda context for device %d closed off its thread; kept until exit",
+                self.device_index,
+            )
+            return
+        handle = _context_handle(self._ctx)
+        try:
+            self._ctx.push()
+            self._ctx.detach()  # cuDevicePrimaryCtxRelease; leaves the context pushed
+        except self._drv.Error as e:
+            logger.debug("releasing the pycuda context failed: %s", e)
+            return
+        _pop_driver_context(handle)
+
+
+# Primary contexts closed from a thread other than the one that retained them (above).
+_KEPT_CONTEXTS: list[Any] = []
+
+
+def _context_handle(ctx: Any) -> int | None:
+    handle = getattr(ctx, "handle", None)
+    return int(handle) if handle is not None else None
+
+
+def _pop_driver_context(handle: int | None) -> None:
+    """Pop the context ``handle`` off this thread's driver stack, keeping anything above it.
+
+    pycuda cannot pop a context it no longer tracks, so this calls the driver API
+    (``cuCtxPopCurrent_v2`` / ``cuCtxPushCurrent_v2``, CUDA driver API "Context
+    Management") through the ``libcuda`` pycuda has already loaded. After
+    ``detach()``, pycuda may have pushed the context that was current before,
+    on top of the one just released.
+    """
+    if handle is None:  # a pycuda without Context.handle: never pop a context blindly
+        logger.debug("pycuda gives no context handle; the released context stays pushed")
+        return
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as e:
+        logger.debug("cannot load libcuda to pop the released context: %s", e)
+        return
+    popped: list[ctypes.c_void_p] = []
+    for _ in range(2):
+        ctx = ctypes.c_void_p()
+        if libcuda.cuCtxPopCurrent_v2(ctypes.byref(ctx)) != 0:
+            break
+        popped.append(ctx)
+        if (ctx.value or 0) == handle:
+            break
+    found = bool(popped) and (popped[-1].value or 0) == handle
+    # Put back whatever was not the released context, in stack order.
+    keep = popped[:-1] if found else popped
+    for ctx in reversed(keep):
+        libcuda.cuCtxPushCurrent_v2(ctx)
+    if not found:
+        logger.debug("the released pycuda context was not on this thread's stack")
 
 
 # -- selection -----------------------------------------------------------------------

@@ -120,8 +120,11 @@ class OrtConfig:
 
 
 def _import_onnxruntime() -> Any:
+    from samedge._signals import import_module
+
     try:
-        import onnxruntime
+        # A Ctrl-C inside the native import interrupts; it is never "not installed".
+        onnxruntime = import_module("onnxruntime")
     except ImportError as e:  # a core dependency, but a broken install is possible
         from samedge.errors import BackendUnavailableError
 

@@ -8,9 +8,17 @@ actually used is read back from the compiled model (:attr:`OpenVinoBackend.preci
 Pass ``OpenVinoConfig(inference_precision=InferencePrecision.FP32)`` for
 bit-faithful fp32.
 
-Compiled blobs are cached by OpenVINO itself (its ``CACHE_DIR`` property) in a
-directory under samedge's cache root; OpenVINO keys them by model, device and
-settings, and recompiles over a blob it cannot import.
+Compiled blobs are cached by OpenVINO itself (its ``CACHE_DIR`` property), in
+a directory of their own for each graph and configuration:
+``<cache root>/openvino/<key>/``, the key made of the graph's content hash,
+the device (and CPU model), the performance hint, the inference precision,
+the thread count and the OpenVINO version. OpenVINO's own keying was not
+enough: with one shared directory, a model compiled at fp32 and then with the
+default bf16 in one process got a blob that returned NaN (OpenVINO 2026.4.1,
+Xeon with AMX) and kept it for every later process. One directory per
+configuration keeps them apart, and :meth:`OpenVinoBackend.drop_cache` can
+remove exactly the entry that misbehaved. Each directory holds
+``samedge-entry.json`` saying what it is for (``samedge cache list``).
 
 Example:
     >>> from samedge.runtimes import OpenVinoBackend, OpenVinoConfig   # doctest: +SKIP
@@ -23,8 +31,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
+import json
 import logging
 import os
+import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +44,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from samedge.errors import BackendUnavailableError, DeviceUnavailableError, InputError
+from samedge._io import atomic_write_text
+from samedge._signals import import_module
+from samedge.errors import (
+    BackendError,
+    BackendUnavailableError,
+    DeviceUnavailableError,
+    InputError,
+)
 from samedge.runtimes._graph import read_onnx_summary, unnamed_dim
-from samedge.runtimes._hw import parse_device
+from samedge.runtimes._hw import cpu_info, parse_device
 from samedge.runtimes.base import Backend, Dim, TensorSpec
-from samedge.runtimes.cache import EngineCache
+from samedge.runtimes.cache import OV_ENTRY_NAME, EngineCache
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +113,8 @@ class OpenVinoConfig:
             with native bf16, f16 on GPUs); the precision used is reported by
             :attr:`OpenVinoBackend.precision`.
         num_threads: CPU inference threads (CPU device only).
-        cache_dir: Where OpenVINO keeps compiled blobs; ``None`` means
-            ``<samedge cache root>/openvino``.
+        cache_dir: Where OpenVINO keeps compiled blobs, one subdirectory per
+            graph and configuration; ``None`` means ``<samedge cache root>/openvino``.
         use_cache: Turn compiled-blob caching off entirely.
     """
 
@@ -146,7 +165,9 @@ class OpenVinoConfig:
 def import_openvino() -> Any:
     """Import ``openvino`` or raise :class:`BackendUnavailableError` naming the extra."""
     try:
-        import openvino
+        # A Ctrl-C inside the native import raises KeyboardInterrupt here, never
+        # an ImportError that reads as "not installed".
+        openvino = import_module("openvino")
     except ImportError as e:
         raise BackendUnavailableError(
             f"backend 'openvino' is not installed ({e}); install it with `{OPENVINO_EXTRA}`"
@@ -234,6 +255,7 @@ class OpenVinoBackend(Backend):
         self._out_ports: dict[str, Any] = {}
         self._precision = "fp32"
         self._execution_device = ""
+        self._cache_entry: Path | None = None
 
     def _compile_config(self, ov: Any) -> dict[Any, Any]:
         import openvino.properties as props
@@ -249,13 +271,62 @@ class OpenVinoBackend(Backend):
         if self.config.num_threads is not None:
             cfg[props.inference_num_threads] = self.config.num_threads
         if self.config.use_cache:
-            if self.config.cache_dir is not None:
-                cache_dir = Path(self.config.cache_dir).expanduser()
-                cache_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                cache_dir = EngineCache().subdir("openvino")
-            cfg[props.cache_dir] = str(cache_dir)
+            cfg[props.cache_dir] = str(self._cache_entry_dir(ov))
         return cfg
+
+    def _cache_key(self, ov: Any) -> dict[str, Any]:
+        """Everything a compiled blob depends on (see the module notes)."""
+        cpu = cpu_info()
+        hint = self.config.inference_precision
+        return {
+            "format": 1,
+            "onnx_sha256": self._cache_root().content_hash(self.model_path),
+            "device": self._ov_device,
+            "cpu": f"{cpu.vendor} {cpu.model}" if self._ov_device in ("CPU", "AUTO") else "",
+            "performance_hint": self.config.performance_hint.value,
+            "inference_precision": hint.value if hint is not None else "default",
+            "num_threads": self.config.num_threads,
+            "openvino": ov.get_version(),
+        }
+
+    def _cache_root(self) -> EngineCache:
+        # A cache_dir of the user's own keeps its hash memo beside the blobs.
+        if self.config.cache_dir is not None:
+            return EngineCache(Path(self.config.cache_dir).expanduser())
+        return EngineCache()
+
+    def _cache_entry_dir(self, ov: Any) -> Path:
+        """This graph and configuration's own CACHE_DIR (created, with its description)."""
+        if self.config.cache_dir is not None:
+            root = Path(self.config.cache_dir).expanduser()
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = EngineCache().subdir("openvino")
+        try:
+            key = self._cache_key(ov)
+        except InputError as e:  # not an ONNX file: say so as OpenVINO's load would
+            raise BackendError(f"{self.name} could not load {self.model_path}: {e}") from e
+        canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
+        entry = root / hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
+        entry.mkdir(exist_ok=True)
+        description = entry / OV_ENTRY_NAME
+        if not description.is_file():
+            metadata = read_onnx_summary(self.model_path).metadata
+            try:
+                model = json.loads(metadata.get("samedge.model", "null"))
+            except ValueError:
+                model = None
+            info = {
+                "backend": self.name,
+                "model": model if isinstance(model, str) else self.model_path.parent.name,
+                "graph": self.model_path.name,
+                "onnx": str(self.model_path.resolve()),
+                "created": time.time(),
+                "key": key,
+            }
+            atomic_write_text(description, json.dumps(info, indent=2) + "\n")
+        self._cache_entry = entry
+        return entry
 
     def _load(self) -> None:
         ov = import_openvino()
@@ -352,6 +423,21 @@ class OpenVinoBackend(Backend):
         self._compiled = None
         self._core = None
         self._out_ports = {}
+
+    @property
+    def cache_path(self) -> Path | None:
+        """This graph and configuration's compiled-blob directory; ``None`` without cache."""
+        return self._cache_entry
+
+    def drop_cache(self) -> Path | None:
+        """Remove this graph and configuration's compiled blobs; the directory removed."""
+        entry = self._cache_entry
+        if entry is None or not (entry / OV_ENTRY_NAME).is_file():
+            return None
+        shutil.rmtree(entry, ignore_errors=True)
+        log.warning("removed OpenVINO compiled-blob cache %s", entry)
+        self._cache_entry = None
+        return entry
 
     @property
     def device(self) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samedge._registry import lookup
+from samedge._signals import import_module
 from samedge.errors import BackendUnavailableError, DeviceUnavailableError, InputError
 from samedge.runtimes._hw import DeviceRequest, cpu_info, cuda_devices, parse_device
 from samedge.runtimes.base import Backend
@@ -45,6 +46,7 @@ __all__ = [
     "BackendInfo",
     "available_backends",
     "backend_class",
+    "native_precisions",
     "open_backend",
     "refresh_probes",
     "select_backend",
@@ -60,7 +62,9 @@ BACKENDS: dict[str, type[Backend] | str] = {
 _INSTALL = {
     "onnxruntime": "pip install samedge",
     "openvino": "pip install samedge[openvino]",
-    "tensorrt": "pip install samedge[tensorrt]",
+    # A Jetson keeps JetPack's own TensorRT: PyPI's aarch64 wheels are for SBSA servers.
+    "tensorrt": "pip install samedge[tensorrt] (x86-64/SBSA); on Jetson: TensorRT from "
+    "JetPack + pip install samedge[jetson]",
 }
 _PRETTY = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "tensorrt": "TensorRT"}
 _CUDA_PROVIDERS = (TENSORRT_EP, CUDA_EP)
@@ -121,7 +125,7 @@ class _Probe:
 @functools.lru_cache(maxsize=1)
 def _probe_onnxruntime() -> _Probe:
     try:
-        import onnxruntime as ort
+        ort = import_module("onnxruntime")
     except ImportError as e:
         return _Probe(version=None, error=str(e))
     # The Azure provider calls a remote endpoint; it is no device of this machine.
@@ -134,8 +138,9 @@ def _probe_openvino() -> _Probe:
     if not _importable("openvino"):
         return _Probe(version=None)
     try:
-        import openvino as ov
-
+        # import_module: a Ctrl-C inside OpenVINO's native import must interrupt,
+        # not read as "OpenVINO is not installed" and fall back to ONNX Runtime.
+        ov = import_module("openvino")
         core = ov.Core()
         devices = {}
         for device in core.available_devices:
@@ -163,7 +168,7 @@ def _probe_tensorrt() -> _Probe:
     if not _importable("tensorrt"):
         return _Probe(version=None)
     try:
-        import tensorrt
+        tensorrt = import_module("tensorrt")
     except Exception as e:  # NVIDIA's pip stubs fail at import when the real libs are absent
         return _Probe(version=None, error=f"{type(e).__name__}: {e}")
     version = getattr(tensorrt, "__version__", None)
@@ -434,7 +439,7 @@ def backend_class(name: str) -> type[Backend]:
         return entry
     module_name, _, attr = entry.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = import_module(module_name)
     except ImportError as e:
         raise BackendUnavailableError(
             f"backend {name!r} cannot be imported ({e}); install it with `{_INSTALL[name]}`"
@@ -445,9 +450,42 @@ def backend_class(name: str) -> type[Backend]:
     return cls
 
 
+def resolve_backend(
+    backend: str | BackendChoice = "auto", device: str | None = None, config: Any = None
+) -> BackendChoice:
+    """The backend that runs a model, decided once for all its graphs.
+
+    Args:
+        backend: A backend name, ``"auto"`` (see :func:`select_backend`), or a
+            choice already made (returned as it is).
+        device: As for :func:`select_backend`.
+        config: A backend config (``OrtConfig``, ``OpenVinoConfig``, ...); with
+            ``backend="auto"`` it names its backend, which is then used.
+
+    Raises:
+        InputError: ``config`` belongs to no backend.
+        UnknownNameError, BackendUnavailableError, DeviceUnavailableError: as for
+            :func:`select_backend`.
+    """
+    if isinstance(backend, BackendChoice):
+        return backend
+    if backend == "auto" and config is not None:
+        owner = _config_owner(config)
+        if owner is None:
+            raise InputError(
+                f"config: got {type(config).__name__}, which belongs to no backend; expected "
+                "OrtConfig, OpenVinoConfig or the TensorRT backend's config"
+            )
+        choice = select_backend(owner, device)
+        reason = f"auto: the {type(config).__name__} passed belongs to {owner}"
+        log.info("backend auto -> %s, as the %s passed says", owner, type(config).__name__)
+        return BackendChoice(choice.name, reason, choice.device)
+    return select_backend(backend, device)
+
+
 def open_backend(
     model_path: str | os.PathLike[str],
-    backend: str = "auto",
+    backend: str | BackendChoice = "auto",
     *,
     config: Any = None,
     device: str | None = None,
@@ -456,7 +494,10 @@ def open_backend(
 
     Args:
         model_path: The ``.onnx`` file.
-        backend: A backend name or ``"auto"`` (see :func:`select_backend`).
+        backend: A backend name, ``"auto"`` (see :func:`select_backend`), or a
+            :class:`BackendChoice` made earlier by :func:`resolve_backend` (then
+            ``device`` is ignored: the choice carries it), so that the graphs of
+            one model are placed by one decision.
         config: The backend's config (``OrtConfig``, ``OpenVinoConfig``, ...). With
             ``backend="auto"`` a config names its backend, which is then used.
         device: As for :func:`select_backend`.
@@ -470,16 +511,7 @@ def open_backend(
         >>> with open_backend("model/decoder.onnx", "onnxruntime") as decoder:  # doctest: +SKIP
         ...     outputs = decoder.infer(feeds)
     """
-    if backend == "auto" and config is not None:
-        owner = _config_owner(config)
-        if owner is None:
-            raise InputError(
-                f"config: got {type(config).__name__}, which belongs to no backend; expected "
-                "OrtConfig, OpenVinoConfig or the TensorRT backend's config"
-            )
-        log.info("backend auto -> %s, as the %s passed says", owner, type(config).__name__)
-        backend = owner
-    choice = select_backend(backend, device)
+    choice = resolve_backend(backend, device, config)
     cls = backend_class(choice.name)
     accepted = cls.config_class
     if config is not None and (accepted is None or not isinstance(config, accepted)):
@@ -502,3 +534,38 @@ def _config_owner(config: Any) -> str | None:
         if cls.config_class is not None and isinstance(config, cls.config_class):
             return name
     return None
+
+
+def native_precisions(choice: BackendChoice) -> tuple[tuple[str, ...], str]:
+    """The reduced precisions the chosen backend's device computes natively, and why.
+
+    What ``samedge build --precision auto`` builds and times: OpenVINO's
+    ``OPTIMIZATION_CAPABILITIES`` of the device; FP16 and INT8 for TensorRT
+    and for ONNX Runtime with CUDA; INT8 only for ONNX Runtime on the CPU.
+
+    Args:
+        choice: What :func:`select_backend` settled on.
+
+    Returns:
+        (``"fp16"``/``"int8"`` in the order to try, one line saying why).
+
+    Raises:
+        BackendUnavailableError: OpenVINO cannot report the device's capabilities.
+    """
+    if choice.name == "openvino":
+        device = (choice.device or "cpu").upper().replace(":", ".")
+        try:
+            caps = set(import_module("openvino").Core().get_property(
+                device, "OPTIMIZATION_CAPABILITIES"))  # fmt: skip
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses for unknown devices
+            raise BackendUnavailableError(
+                f"OpenVINO cannot report {device}'s capabilities ({type(e).__name__}: {e})"
+            ) from e
+        found = tuple(p for p, cap in (("int8", "INT8"), ("fp16", "FP16")) if cap in caps)
+        return found, f"OpenVINO {device} optimization capabilities {sorted(caps)}"
+    if choice.name == "tensorrt":
+        return ("fp16", "int8"), "TensorRT runs FP16 and INT8 natively"
+    providers = set(_probe_onnxruntime().devices)
+    if providers & set(_CUDA_PROVIDERS):
+        return ("fp16", "int8"), "ONNX Runtime with CUDA: fp16, int8"
+    return ("int8",), "ONNX Runtime on CPU: int8 kernels only"

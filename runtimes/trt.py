@@ -1,20 +1,33 @@
 """TensorRT backend: ONNX -> engine (cached) -> named-tensor execution on a CUDA stream.
 
-Supported: TensorRT 8.6 (JetPack 6.0), 10.x (JetPack 6.1+/7, desktop) and 11.x.
+Supported: TensorRT 8.6 (JetPack 6.0), 10.x (JetPack 6.1 and 6.2 ship 10.3; JetPack 7;
+x86-64 and SBSA wheels) and 11.x (11.4.1 supports JetPack 7.2.2+ on Orin and Thor).
 Every difference between them lives in :class:`_TrtCompat`
 (:mod:`samedge.runtimes._trt_plan`, with the graph's precision and the
-optimisation profile), each branch citing the NVIDIA page it follows;
-everything else uses calls that are the same from
+optimisation profile), each branch citing the NVIDIA page it follows; the
+build itself is :mod:`samedge.runtimes._trt_build`. Everything else uses calls
+that are the same from
 8.6 to 11 (``OnnxParser.parse_from_file``, ``build_serialized_network``,
 ``deserialize_cuda_engine`` and the named-tensor API: ``set_input_shape``,
 ``set_tensor_address``, ``execute_async_v3``).
 
 Precision. An FP16 or INT8 model is an ONNX graph that *carries* its precision
-(FP16 initializers, or QuantizeLinear/DequantizeLinear pairs; DESIGN.md). It is
-built strongly typed on 10.x/11.x, as 11.x requires (it removed the FP16/INT8
-builder flags and implicit calibration). An FP32 graph builds in FP32 (with
-TensorRT's default TF32 on Ampere and newer); ``fp16=True`` adds the FP16
-builder flag on the versions that still have it.
+(FP16 initializers, or QuantizeLinear/DequantizeLinear pairs; DESIGN.md). Every
+build on 10.x/11.x is strongly typed, as 11.x requires (it removed the FP16/INT8
+builder flags and implicit calibration) and 10.12 recommends (it deprecated weak
+typing), except one: ``fp16=True`` on an FP32 graph adds the FP16 builder flag on
+the versions that still have it (with a warning: LayerNorm may then overflow).
+TensorRT 8.6 has no strong typing; it builds an FP16 graph with the FP16 flag and
+``OBEY_PRECISION_CONSTRAINTS``, every layer the graph keeps in FP32 pinned to FP32,
+and refuses graphs above opset 17, the newest its ONNX parser reads.
+
+Build and memory. The builder's timing cache is kept beside the engine cache
+(``<cache>/tensorrt/``), so a rebuild (another profile, another model on the same
+GPU) reuses measured tactics. On an integrated GPU (Jetson), whose memory the CPU
+shares, the builder's workspace is capped at a quarter of it unless
+``workspace_bytes`` says otherwise. I/O buffers are allocated once, at the
+profile's maximum, and the stream is non-blocking; :meth:`TensorRTBackend.close`
+waits for a running :meth:`~TensorRTBackend.infer` to finish.
 
 Optimisation profile. The decoder's dynamic axes get one profile: axis 0 is
 the number of objects B (``1..max_objects``), axis 1 the number of prompt
@@ -25,10 +38,12 @@ one call are padded to the longest. So ``max_points=10`` allows 9 clicks
 without a box, or 8 clicks with a box. The encoder is static and needs no
 profile.
 
-Verification: this module and ``_trt_plan`` are type-checked against NVIDIA's
-10.13 API (``tensorrt-stubs``) by tests/runtimes/test_trt_types.py, and each
-version branch follows the documentation page it cites; the tests marked
-``tensorrt`` run the backend for real on a machine with TensorRT and a GPU.
+Verification: this module, ``_trt_plan`` and ``_trt_build`` are type-checked
+against NVIDIA's 10.13 API (``tensorrt-stubs``) by tests/runtimes/test_trt_types.py,
+and each version branch follows the documentation page it cites; the tests marked
+``tensorrt`` run the backend for real on a machine with TensorRT and a GPU, and
+``benchmarks/gpu_check.py`` drives it over real CUDA memory without TensorRT.
+None of this has run on NVIDIA hardware yet (README, "TensorRT: what is verified").
 
 Example:
     >>> from samedge.runtimes.trt import TensorRTBackend, TensorRTConfig   # doctest: +SKIP
@@ -39,10 +54,12 @@ Example:
 
 from __future__ import annotations
 
-import collections
+import contextlib
+import json
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,7 +70,6 @@ import numpy as np
 
 from samedge.errors import (
     BackendError,
-    BackendUnavailableError,
     DeviceUnavailableError,
     EngineCacheError,
     InputError,
@@ -61,12 +77,19 @@ from samedge.errors import (
 )
 from samedge.runtimes._graph import OnnxSummary, read_onnx_summary
 from samedge.runtimes._hw import parse_device
+from samedge.runtimes._trt_build import (
+    _ERRORS,
+    _build_serialized,
+    _dims,
+    _import_tensorrt,
+    _numpy_dtype,
+    _trt_logger,
+)
 
 # The planning half (precision, version differences, profile) is its own module;
 # its public names are re-exported here, where users have always imported them.
 from samedge.runtimes._trt_plan import (
     _AXIS_ROLES,
-    _INSTALL_HINT,
     BuildPlan,
     GraphPrecision,
     ProfileShape,
@@ -91,22 +114,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# An integrated GPU's builder workspace: this share of the memory the CPU also uses.
+_INTEGRATED_WORKSPACE_SHARE = 4
+
 _LIMIT_HINT = (
     "N counts each click, 2 corners per box, and 1 padding point for an object without a box"
 )
-
-# TensorRT DataType names -> numpy. Keyed by name because INT64 (10.0+) and BF16
-# do not exist as attributes on every supported version.
-_NUMPY_DTYPES: dict[str, np.dtype] = {
-    "FLOAT": np.dtype(np.float32),
-    "HALF": np.dtype(np.float16),
-    "INT8": np.dtype(np.int8),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-}
-
 
 # -- configuration ------------------------------------------------------------------
 
@@ -122,7 +135,8 @@ class TensorRTConfig:
         opt_objects: B that TensorRT tunes kernels for; None = 1 (one object).
         opt_points: N tuned for; None = 2 (one click + padding, or one box).
         workspace_bytes: Cap on the builder's scratch memory; None = TensorRT's
-            default (the device's memory).
+            default (the device's memory) on a discrete GPU, a quarter of the memory
+            on an integrated one (Jetson), which the CPU shares.
         fp16: None (default) follows the graph: a graph that carries FP16 or
             INT8 builds in that precision, an FP32 graph in FP32. True also
             lets an FP32 graph use FP16 kernels through the builder flag on
@@ -188,161 +202,24 @@ class TensorRTConfig:
         return self.opt_points if self.opt_points is not None else min(2, self.max_points)
 
 
+def _model_name(summary: OnnxSummary) -> str | None:
+    """The model name samedge wrote into the graph's metadata (listed by ``samedge cache``)."""
+    raw = summary.metadata.get("samedge.model")
+    if raw is None:
+        return None
+    try:
+        name = json.loads(raw)
+    except ValueError:
+        return raw
+    return name if isinstance(name, str) else None
+
+
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{name}: got {value!r}, expected an integer")
     if value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise InputError(f"{name}: got {value}, expected {bound}")
-
-
-# -- TensorRT glue ------------------------------------------------------------------------
-
-
-def _import_tensorrt() -> str:
-    """Import TensorRT once and return its version string.
-
-    Raises:
-        BackendUnavailableError: TensorRT is missing, only its stubs are installed,
-            or its version is unsupported.
-    """
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise BackendUnavailableError(f"TensorRT is not installed; {_INSTALL_HINT}") from e
-    version = getattr(trt, "__version__", None)
-    if not isinstance(version, str) or not hasattr(trt, "Builder"):
-        raise BackendUnavailableError(
-            "only TensorRT's type stubs (tensorrt-stubs) are installed, not TensorRT; "
-            + _INSTALL_HINT
-        )
-    _TrtCompat.parse(version).check_supported()
-    return version
-
-
-class _TrtErrors:
-    """The latest error messages TensorRT logged, to quote in exceptions (thread safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._messages: collections.deque[str] = collections.deque(maxlen=8)
-
-    def add(self, message: str) -> None:
-        with self._lock:
-            self._messages.append(message)
-
-    def take(self) -> str:
-        with self._lock:
-            text = " | ".join(self._messages)
-            self._messages.clear()
-        return f" (TensorRT: {text})" if text else ""
-
-
-_ERRORS = _TrtErrors()
-_LOGGER: trt.ILogger | None = None
-_LOGGER_LOCK = threading.Lock()
-
-
-def _trt_logger() -> trt.ILogger:
-    """The process-wide TensorRT logger, routed into Python logging.
-
-    One instance for the process: TensorRT treats the logger as a singleton that
-    every Builder and Runtime must share (8.x Logger page), and it must outlive
-    every object created with it.
-    """
-    global _LOGGER
-    import tensorrt as trt
-
-    with _LOGGER_LOCK:
-        if _LOGGER is None:
-
-            class _Logger(trt.ILogger):
-                # A custom logger must call the base __init__ explicitly (Logger page,
-                # latest/_static/python-api/infer/Core/Logger.html).
-                def __init__(self) -> None:
-                    trt.ILogger.__init__(self)
-
-                def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-                    level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3
-                    if level <= 1:
-                        _ERRORS.add(msg)
-                        logger.error("TensorRT: %s", msg)
-                    elif level == 2:
-                        logger.warning("TensorRT: %s", msg)
-                    elif level == 3:
-                        logger.debug("TensorRT: %s", msg)
-
-            _LOGGER = _Logger()
-        return _LOGGER
-
-
-def _dims(dims: trt.Dims) -> tuple[int, ...]:
-    return tuple(int(dims[i]) for i in range(len(dims)))
-
-
-def _numpy_dtype(data_type: trt.DataType, tensor: str) -> np.dtype:
-    dtype = _NUMPY_DTYPES.get(data_type.name)
-    if dtype is None:
-        raise BackendError(
-            f"{tensor}: TensorRT I/O type {data_type.name} has no numpy equivalent; "
-            "keep the graph's inputs and outputs in float32/float16/int types"
-        )
-    return dtype
-
-
-def _build_serialized(
-    onnx_path: Path,
-    plan: BuildPlan,
-    shapes: Mapping[str, ProfileShape],
-    config: TensorRTConfig,
-) -> bytes:
-    """Parse the ONNX, build it with ``plan`` and ``shapes``, and return the serialized engine.
-
-    Raises:
-        BackendError: the parser rejects the graph, or the build fails.
-    """
-    import tensorrt as trt
-
-    log = _trt_logger()
-    builder = trt.Builder(log)
-    flags = 0
-    if plan.explicit_batch:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if plan.strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, log)
-    # parse_from_file resolves external-data weights relative to the file.
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
-        raise BackendError(
-            f"{onnx_path.name}: TensorRT's ONNX parser rejected the graph: "
-            + ("; ".join(errors) or "no details given")
-            + _ERRORS.take()
-        )
-    build_config = builder.create_builder_config()
-    if config.workspace_bytes is not None:
-        build_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
-    if config.builder_optimization_level is not None:
-        build_config.builder_optimization_level = config.builder_optimization_level
-    if plan.fp16_flag:
-        build_config.set_flag(trt.BuilderFlag.FP16)
-    if plan.int8_flag:
-        build_config.set_flag(trt.BuilderFlag.INT8)
-    if shapes:
-        profile = builder.create_optimization_profile()
-        for name, shape in shapes.items():
-            profile.set_shape(
-                name,
-                trt.Dims(list(shape.min)),
-                trt.Dims(list(shape.opt)),
-                trt.Dims(list(shape.max)),
-            )
-        build_config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, build_config)
-    if serialized is None:
-        raise BackendError(f"{onnx_path.name}: TensorRT could not build an engine" + _ERRORS.take())
-    return bytes(serialized)
 
 
 # -- the backend ------------------------------------------------------------------------
@@ -377,6 +254,9 @@ class _Engine:
     def release(self, mem: CudaMemory) -> None:
         """Free buffers and the stream, then drop context, engine and runtime in that order."""
         with mem.activate():
+            # A call that failed halfway may have left copies queued on the stream.
+            with contextlib.suppress(BackendError):
+                mem.synchronize(self.stream)
             for buf in self.buffers.values():
                 mem.free_host(buf.host)
                 mem.free_device(buf.device)
@@ -396,8 +276,9 @@ class TensorRTBackend(Backend):
     in samedge's engine cache; later loads deserialize it in seconds. A cached
     engine that fails to load (corrupt, or from another TensorRT build) is
     logged, dropped and rebuilt. Calls to :meth:`infer` are serialized: the
-    engine has one execution context and one set of I/O buffers, reused and
-    grown when a larger batch arrives.
+    engine has one execution context and one set of I/O buffers, allocated
+    once at the profile's maximum. :meth:`close` from another thread waits for
+    a running :meth:`infer` to finish; later calls raise :class:`BackendError`.
 
     Args:
         model_path: The ``.onnx`` graph.
@@ -447,6 +328,8 @@ class TensorRTBackend(Backend):
         self._state: _Engine | None = None
         self._precision = ""
         self._device = ""
+        # The engine-cache entry the loaded engine came from (or went into).
+        self._cached: tuple[EngineCache, CacheKey] | None = None
         self._lock = threading.Lock()
 
     # -- properties ------------------------------------------------------------------
@@ -468,7 +351,9 @@ class TensorRTBackend(Backend):
     def _load(self) -> None:
         version = _import_tensorrt()
         summary = read_onnx_summary(self.model_path)
-        plan = _TrtCompat.parse(version).plan(GraphPrecision.of(summary), self.config.fp16)
+        compat = _TrtCompat.parse(version)
+        compat.check_opset(summary.opsets, self.model_path.name)
+        plan = compat.plan(GraphPrecision.of(summary), self.config.fp16)
         shapes = profile_shapes(summary.inputs, self.config)
         mem = get_cuda_memory(self.config.cuda_api, self._device_index)
         state: _Engine | None = None
@@ -494,6 +379,18 @@ class TensorRTBackend(Backend):
             _profile_text(shapes) or "static",
         )
 
+    def _workspace(self, mem: CudaMemory) -> int | None:
+        """The builder's workspace cap: the config's, else a quarter of an integrated GPU's memory.
+
+        TensorRT's default is the device's whole memory; on a Jetson that memory is
+        the system's RAM too, and a build that claims it starves everything else.
+        """
+        if self.config.workspace_bytes is not None:
+            return self.config.workspace_bytes
+        if mem.is_integrated():
+            return max(mem.total_memory() // _INTEGRATED_WORKSPACE_SHARE, 1)
+        return None
+
     def _cache_key(
         self,
         version: str,
@@ -502,10 +399,20 @@ class TensorRTBackend(Backend):
         mem: CudaMemory,
     ) -> CacheKey:
         major, minor = mem.compute_capability()
-        flags = [n for n, on in (("fp16", plan.fp16_flag), ("int8", plan.int8_flag)) if on]
+        flags = [
+            n
+            for n, on in (
+                ("fp16", plan.fp16_flag),
+                ("int8", plan.int8_flag),
+                ("obey", plan.obey_precision),
+            )
+            if on
+        ]
         precision = plan.precision + (f" flags={'+'.join(flags)}" if flags else "")
+        if plan.strongly_typed:
+            precision += " strongly-typed"
         level = self.config.builder_optimization_level
-        workspace = self.config.workspace_bytes
+        workspace = self._workspace(mem)
         profile = (
             f"{_profile_text(shapes) or 'static'}"
             f";opt_level={'default' if level is None else level}"
@@ -537,6 +444,7 @@ class TensorRTBackend(Backend):
         if self.config.use_cache:
             cache = EngineCache(self.config.cache_dir)
             key = self._cache_key(version, plan, shapes, mem)
+            self._cached = (cache, key)
             data = cache.get(key)
             if data is not None:
                 engine = self._deserialize(runtime, data, summary)
@@ -549,7 +457,14 @@ class TensorRTBackend(Backend):
             self.model_path.name,
             plan.precision,
         )
-        data = _build_serialized(self.model_path, plan, shapes, self.config)
+        data = _build_serialized(
+            self.model_path,
+            plan,
+            shapes,
+            self.config,
+            workspace=self._workspace(mem),
+            timing_cache=self._timing_cache_path(cache, version, mem),
+        )
         engine = self._deserialize(runtime, data, summary)
         if engine is None:
             raise BackendError(
@@ -558,10 +473,44 @@ class TensorRTBackend(Backend):
         # Stored only once it has deserialized: a half-built or unloadable engine never lands.
         if cache is not None and key is not None:
             try:
-                cache.put(key, data)
+                cache.put(key, data, model=_model_name(summary))
             except EngineCacheError as e:  # the engine works; only the next load pays again
                 logger.warning("TensorRT engine not cached: %s", e)
         return self._prepare(runtime, engine, mem)
+
+    @property
+    def cache_path(self) -> Path | None:
+        """The cached engine this graph was loaded from or stored as; ``None`` without cache."""
+        if self._cached is None:
+            return None
+        cache, key = self._cached
+        return cache.path(key)
+
+    def drop_cache(self) -> Path | None:
+        """Remove this graph's cached engine (the next load rebuilds it); the file removed."""
+        path = self.cache_path
+        if self._cached is None or path is None or not path.exists():
+            return None
+        cache, key = self._cached
+        cache.invalidate(key, "it produced non-finite outputs")
+        return path
+
+    @staticmethod
+    def _timing_cache_path(cache: EngineCache | None, version: str, mem: CudaMemory) -> Path | None:
+        """The builder's timing cache file: beside the engines, one per TensorRT and GPU.
+
+        None when the engine cache is off (``use_cache=False``) or cannot be created.
+        """
+        if cache is None:
+            return None
+        try:
+            folder = cache.subdir("tensorrt")
+        except EngineCacheError as e:
+            logger.warning("TensorRT timing cache not kept: %s", e)
+            return None
+        major, minor = mem.compute_capability()
+        device = re.sub(r"[^A-Za-z0-9]+", "-", mem.device_name()).strip("-") or "gpu"
+        return folder / f"timing-{version}-sm{major}{minor}-{device}.cache"
 
     def _deserialize(
         self, runtime: trt.Runtime, data: bytes, summary: OnnxSummary
@@ -607,7 +556,7 @@ class TensorRTBackend(Backend):
                     limits[name] = (_dims(low), _dims(high))
             else:
                 outputs.append(name)
-        return _Engine(
+        state = _Engine(
             runtime=runtime,
             engine=engine,
             context=context,
@@ -617,6 +566,33 @@ class TensorRTBackend(Backend):
             dtypes=dtypes,
             limits=limits,
         )
+        self._allocate_at_max(state, mem)
+        return state
+
+    def _allocate_at_max(self, state: _Engine, mem: CudaMemory) -> None:
+        """Allocate every I/O buffer once, at the profile's largest shapes.
+
+        A buffer that grows frees and reallocates, and ``cudaFree`` synchronizes the
+        whole device; NVIDIA's samples allocate at the profile's maximum instead
+        (``samples/python/common_runtime.py``, ``allocate_buffers``). Output sizes at
+        the maximum come from the context once every input is set to its maximum.
+        """
+        context = state.context
+        for name in state.inputs:
+            shape = state.limits[name][1] if name in state.limits else None
+            if shape is None:
+                shape = _dims(state.engine.get_tensor_shape(name))
+            elif not context.set_input_shape(name, shape):
+                raise BackendError(
+                    f"{name}: TensorRT rejected the profile's maximum shape {shape}"
+                    + _ERRORS.take()
+                )
+            self._buffer(state, mem, name, math.prod(shape) * state.dtypes[name].itemsize)
+        for name in state.outputs:
+            shape = _dims(context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise BackendError(f"{name}: TensorRT cannot tell the output shape {shape}")
+            self._buffer(state, mem, name, math.prod(shape) * state.dtypes[name].itemsize)
 
     def _specs(
         self, state: _Engine, summary: OnnxSummary
@@ -657,11 +633,21 @@ class TensorRTBackend(Backend):
 
     @staticmethod
     def _buffer(state: _Engine, mem: CudaMemory, name: str, nbytes: int) -> _IOBuffer:
-        """The tensor's buffers, reallocated when a larger batch needs more room."""
+        """The tensor's buffers (allocated at load at the profile's maximum).
+
+        A graph whose output at some shape exceeds its size at the maximum (no SAM
+        graph does) still gets room: the buffer is reallocated, once, with a warning.
+        """
         buf = state.buffers.get(name)
         if buf is not None and buf.capacity >= nbytes:
             return buf
         if buf is not None:
+            logger.warning(
+                "%s: %d bytes needed, more than at the profile's maximum (%d); reallocating",
+                name,
+                nbytes,
+                buf.capacity,
+            )
             # Nothing is in flight: every infer() ends with a stream synchronize.
             mem.free_host(buf.host)
             mem.free_device(buf.device)
@@ -670,12 +656,24 @@ class TensorRTBackend(Backend):
         return buf
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        state, mem = self._state, self._mem
-        if state is None or mem is None:
-            raise BackendError("TensorRT backend used after close(); call load() again")
-        self._check_limits(state.limits, feeds)
+        # The state is read under the lock close() takes: a close() from another thread
+        # either waits for this call to finish or has already emptied the state.
+        with self._lock:
+            state, mem = self._state, self._mem
+            if state is None or mem is None:
+                raise BackendError(
+                    f"{self.model_path.name}: TensorRT backend used after close(); "
+                    "call load() again"
+                )
+            self._check_limits(state.limits, feeds)
+            return self._run(state, mem, feeds)
+
+    def _run(
+        self, state: _Engine, mem: CudaMemory, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """One execution; the caller holds ``self._lock``."""
         context = state.context
-        with self._lock, mem.activate():
+        with mem.activate():
             for name in state.inputs:
                 array = feeds[name]
                 if not context.set_input_shape(name, tuple(int(d) for d in array.shape)):
@@ -717,12 +715,15 @@ class TensorRTBackend(Backend):
     # -- closing ------------------------------------------------------------------------
 
     def _close(self) -> None:
-        state, mem = self._state, self._mem
-        self._state = self._mem = None
-        if mem is None:
-            return
-        try:
-            if state is not None:
-                state.release(mem)
-        finally:
-            mem.close()
+        # Under the infer() lock: buffers and the stream must not go while
+        # execute_async_v3 or a copy still uses them.
+        with self._lock:
+            state, mem = self._state, self._mem
+            self._state = self._mem = None
+            if mem is None:
+                return
+            try:
+                if state is not None:
+                    state.release(mem)
+            finally:
+                mem.close()

@@ -24,7 +24,9 @@ from samedge.errors import (
     ImageError,
     InputError,
     ModelDirError,
+    NonFiniteOutputError,
     OutputExistsError,
+    OutputWriteError,
     ParityError,
     PredictorStateError,
     ProfileLimitError,
@@ -34,6 +36,7 @@ from samedge.errors import (
     SourceError,
     UnknownNameError,
 )
+from samedge.generator import GeneratorConfig, MaskGenerator, OutputMode
 from samedge.model_dir import ModelCard, read_model_dir
 from samedge.models import ModelSpec, get_model_spec, list_models
 from samedge.predictor import ImageEmbedding, Predictor
@@ -60,14 +63,19 @@ __all__ = [
     "EngineCacheError",
     "ExportError",
     "GateError",
+    "GeneratorConfig",
     "ImageEmbedding",
     "ImageError",
     "InputError",
+    "MaskGenerator",
     "ModelCard",
     "ModelDirError",
     "ModelSpec",
+    "NonFiniteOutputError",
     "ObjectPrompt",
     "OutputExistsError",
+    "OutputMode",
+    "OutputWriteError",
     "ParityError",
     "Predictor",
     "PredictorStateError",

@@ -35,6 +35,7 @@ import numpy as np
 
 from samedge._registry import unknown_name_message
 from samedge.errors import BackendUnavailableError, ImageError, InputError, UnknownNameError
+from samedge.masks import decode_counts, mask_box, runs_to_mask
 
 if TYPE_CHECKING:
     from samedge.evaluate import Sample
@@ -356,42 +357,12 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
 # ----------------------------------------------------------------------------- masks
 
 
-def _rle_runs(counts: bytes) -> list[int]:
-    """Run lengths of a compressed RLE string (COCO's 6-bit LEB128-like code).
-
-    Mirrors pycocotools' ``rleFrString``, checking what it does not: a
-    malformed string raises here instead of overrunning its decoder's buffer.
-    """
-    runs: list[int] = []
-    p = 0
-    while p < len(counts):
-        x, k, more = 0, 0, True
-        while more:
-            if p >= len(counts):
-                raise ValueError("truncated run length")
-            c = counts[p] - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"byte {counts[p]!r} is outside the RLE alphabet")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise ValueError("negative run length")
-        runs.append(x)
-    return runs
-
-
 def _from_runs(runs: Sequence[int], h: int, w: int, where: str) -> np.ndarray:
     """``H×W`` bool mask of column-major run lengths, background first."""
-    if sum(runs) != h * w:
-        raise _fail(where, f"RLE run lengths add up to {sum(runs)}, the image has {h * w} pixels")
-    values = (np.arange(len(runs)) % 2).astype(bool)
-    return np.repeat(values, runs).reshape(w, h).T
+    try:
+        return runs_to_mask(runs, (h, w))
+    except InputError as e:
+        raise _fail(where, str(e)) from e
 
 
 def _polygon_runs(seg: list[Any], h: int, w: int, where: str) -> list[int] | None:
@@ -404,7 +375,7 @@ def _polygon_runs(seg: list[Any], h: int, w: int, where: str) -> list[int] | Non
         return None
     mask_api = _pycocotools_mask()
     merged = mask_api.merge(mask_api.frPyObjects(polys, h, w))
-    return _rle_runs(merged["counts"])
+    return decode_counts(merged["counts"])
 
 
 def decode_segmentation(ann: dict[str, Any], h: int, w: int) -> np.ndarray:
@@ -442,7 +413,7 @@ def decode_segmentation(ann: dict[str, Any], h: int, w: int) -> np.ndarray:
         if not isinstance(counts, bytes):
             raise _fail(where, f"RLE counts: got {type(counts).__name__}, expected str or list")
         try:
-            runs = _rle_runs(counts)
+            runs = decode_counts(counts)
         except ValueError as e:
             raise _fail(where, f"malformed compressed RLE ({e})") from e
         return _from_runs(runs, h, w, where)
@@ -466,8 +437,8 @@ def _box(ann: dict[str, Any], mask: np.ndarray) -> list[float]:
         raise InputError(
             f"annotation {ann.get('id', '?')}: bbox {bbox!r}, expected [x, y, width, height]"
         )
-    ys, xs = np.nonzero(mask)  # pycocotools' toBbox: the pixel squares' extent
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    x0, y0, x1, y1 = mask_box(mask)  # pycocotools' toBbox: the pixel squares' extent
+    return [x0, y0, x1 + 1, y1 + 1]
 
 
 def _area(ann: dict[str, Any], mask: np.ndarray) -> float:

@@ -21,13 +21,17 @@ Hierarchy::
     │   │                                        dropped out and could not be reopened
     │   ├── OutputExistsError (FileExistsError)  refusing to overwrite without force=True
     │   └── CalibrationDataError                 calibration source with no / too few / wrong frames
+    ├── OutputWriteError (OSError)             an output could not be written whole (disk
+    │                                          full, I/O error); the previous one is kept
     ├── ExportError                            export produced a wrong or unloadable graph
     │   ├── ParityError                          ONNX Runtime disagrees with PyTorch past tolerance
     │   └── GateError                            an FP16/INT8 build missed its accuracy gate
     ├── BackendError                           a backend failed to load, build or run
     │   ├── BackendUnavailableError (ImportError)  SDK not installed: names the pip extra
     │   ├── DeviceUnavailableError               the backend is there, the hardware is not
-    │   └── EngineCacheError                     a cached engine is corrupt or incompatible
+    │   ├── EngineCacheError                     a cached engine is corrupt or incompatible
+    │   └── NonFiniteOutputError                 a graph returned NaN/inf (names model,
+    │                                            backend, precision and cache)
     └── PredictorStateError (RuntimeError)     e.g. predict() before set_image()
 
     (``samedge.serve.ApiError(InputError)`` stays in the server: it carries the
@@ -53,7 +57,9 @@ __all__ = [
     "ImageError",
     "InputError",
     "ModelDirError",
+    "NonFiniteOutputError",
     "OutputExistsError",
+    "OutputWriteError",
     "ParityError",
     "PredictorStateError",
     "ProfileLimitError",
@@ -114,6 +120,13 @@ class CalibrationDataError(InputError):
     """The calibration source gave no usable frames, too few, or frames of the wrong type."""
 
 
+class OutputWriteError(SamedgeError, OSError):
+    """An output could not be written whole (a full disk, an I/O error).
+
+    Nothing replaced what was at the output path before; the partial file is removed.
+    """
+
+
 class ExportError(SamedgeError):
     """An export produced a graph that is invalid or does not load."""
 
@@ -153,6 +166,14 @@ class DeviceUnavailableError(BackendError):
 
 class EngineCacheError(BackendError):
     """A cached engine or compiled blob is corrupt or built for something else."""
+
+
+class NonFiniteOutputError(BackendError):
+    """A graph returned NaN or inf where a result must be finite.
+
+    Never handed out as a result: the message names the model, backend,
+    precision and the engine cache entry (which is dropped before raising).
+    """
 
 
 class PredictorStateError(SamedgeError, RuntimeError):

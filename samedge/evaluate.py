@@ -63,11 +63,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from samedge._fidelity import FidelityReport, evaluate_fidelity
 from samedge.errors import InputError, SamedgeError
+from samedge.masks import Ties, deepest_point, mask_iou
 from samedge.scenes import Scene, make_scene, photo_backgrounds
 
 __all__ = [
@@ -438,26 +438,13 @@ def _farthest(
     """Largest distance from ``region``'s boundary (the frame edge counts) and its ``(x, y)``.
 
     Pixels in ``exclude`` (already clicked) are skipped, as RITM's clicker
-    does. Computed on the region's bounding box plus a one-pixel margin: for an
-    exact Euclidean transform that equals the whole frame's, because clamping
-    any background pixel onto that margin brings it no farther. Ties go to the
-    first pixel in row-major order. ``(0.0, -1, -1)`` for an empty region.
+    does; ties go to the first pixel in row-major order (RITM's argmax).
+    ``(0.0, -1, -1)`` for an empty region.
     """
-    ys, xs = np.nonzero(region)
-    if len(ys) == 0:
+    if not region.any():
         return 0.0, -1, -1
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    sub = np.pad(region[y0:y1, x0:x1].astype(np.uint8), 1)
-    dist = cv2.distanceTransform(sub, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    # The exact squared distances are integers: rounding them removes float32
-    # noise, so equally far pixels tie exactly and the first one wins.
-    sq = np.rint(dist.astype(np.float64) ** 2)
-    for x, y in exclude:
-        if y0 <= y < y1 and x0 <= x < x1:
-            sq[y - y0, x - x0] = 0.0
-    i = int(sq.argmax())
-    y, x = divmod(i, sq.shape[1])
-    return math.sqrt(sq.flat[i]), x + x0, y + y0
+    p = deepest_point(region, exclude=exclude, ties=Ties.FIRST)
+    return p.depth, p.x, p.y
 
 
 def _interior_point(mask: np.ndarray) -> tuple[int, int]:
@@ -478,11 +465,6 @@ def _next_click(
     if d_fn == 0 and d_fp == 0:
         return None
     return (xn, yn, 1) if d_fn > d_fp else (xp, yp, 0)
-
-
-def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    union = np.count_nonzero(pred | gt)
-    return float(np.count_nonzero(pred & gt) / union) if union else 1.0
 
 
 @dataclass
@@ -547,7 +529,7 @@ def evaluate_predictor(
         masks, _ = _predict(
             predictor, [ObjectPrompt(box=b) for b in sample.boxes], protocol.box_multimask
         )
-        ious["box"] += [_iou(p, g) for p, g in zip(masks, sample.masks, strict=True)]
+        ious["box"] += [mask_iou(p, g) for p, g in zip(masks, sample.masks, strict=True)]
 
         tracks = [_Track(gt=m) for m in sample.masks]
         for k in range(clicks):
@@ -575,7 +557,7 @@ def evaluate_predictor(
                 masks, logits = _predict(predictor, prompts, multimask)
                 for t, m, low in zip(active, masks, logits, strict=True):
                     t.pred, t.logits = m, low
-            ious[names[k]] += [_iou(t.pred, t.gt) for t in tracks]  # type: ignore[arg-type]
+            ious[names[k]] += [mask_iou(t.pred, t.gt) for t in tracks]  # type: ignore[arg-type]
     return ious, areas
 
 

@@ -64,6 +64,15 @@ class ModelCard:
         encoder: File name of the encoder graph inside the directory.
         decoder: File name of the decoder graph inside the directory.
         details: Free-form provenance (parity report, calibration settings).
+        mask_upsample_size: Side of the square the decoder's low-resolution masks
+            are upsampled to before the frame's crop; ``None`` means ``image_size``
+            (EfficientViT-SAM L: 1024 for a 512-px encoder, see :class:`~samedge.models.ModelSpec`).
+        family: ``"sam"`` (two graphs) or ``"sam2"`` (SAM 2.1 / EdgeTAM: also
+            memory attention and memory encoder graphs, see :mod:`samedge.memory_model`).
+        memory_attention: File name of the memory-attention graph (``"sam2"`` only).
+        memory_encoder: File name of the memory-encoder graph (``"sam2"`` only).
+        memory: The memory settings and maxima (:class:`~samedge.memory_model.MemorySettings`
+            as a dict; ``"sam2"`` only).
     """
 
     model: str
@@ -80,8 +89,21 @@ class ModelCard:
     encoder: str = ENCODER_NAME
     decoder: str = DECODER_NAME
     details: Mapping[str, Any] = field(default_factory=dict)
+    mask_upsample_size: int | None = None
+    family: str = "sam"
+    memory_attention: str | None = None
+    memory_encoder: str | None = None
+    memory: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.family not in ("sam", "sam2"):
+            raise ModelDirError(f"family: got {self.family!r}, expected 'sam' or 'sam2'")
+        if self.family == "sam2" and not (
+            self.memory_attention and self.memory_encoder and self.memory is not None
+        ):
+            raise ModelDirError(
+                "a sam2-family card needs memory_attention, memory_encoder and memory; re-export"
+            )
         if self.precision not in PRECISIONS:
             raise ModelDirError(
                 f"precision: got {self.precision!r}, expected one of {', '.join(PRECISIONS)}"
@@ -97,6 +119,8 @@ class ModelCard:
             pixel_std=spec.pixel_std,
             embedding_shape=spec.embedding_shape,
             num_mask_outputs=spec.num_mask_outputs,
+            mask_upsample_size=spec.mask_upsample_size,
+            family=spec.family,
             **kwargs,
         )
 
@@ -177,7 +201,10 @@ def read_model_dir(path: str | os.PathLike[str]) -> ModelCard:
     if not isinstance(data, dict):
         raise ModelDirError(f"{card_path}: expected a JSON object, got {type(data).__name__}")
     card = ModelCard.from_mapping(data, str(card_path))
-    for name in (card.encoder, card.decoder):
+    graphs = [card.encoder, card.decoder]
+    if card.family == "sam2":
+        graphs += [card.memory_attention or "", card.memory_encoder or ""]
+    for name in graphs:
         if not (root / name).is_file():
             raise ModelDirError(
                 f"model directory {root}: missing {name}; re-export or copy the whole directory"

@@ -18,12 +18,27 @@ from dataclasses import dataclass
 
 from samedge._registry import lookup
 from samedge.errors import InputError
+from samedge.graph_names import HQ_FEATURES
 
-__all__ = ["MODELS", "ModelSpec", "get_model_spec", "list_models"]
+__all__ = [
+    "MODELS",
+    "SAM_PIXEL_MEAN",
+    "SAM_PIXEL_STD",
+    "ModelSpec",
+    "get_model_spec",
+    "list_models",
+]
 
-# segment_anything's Sam.pixel_mean / pixel_std, in 0..255 RGB.
-_SAM_MEAN = (123.675, 116.28, 103.53)
-_SAM_STD = (58.395, 57.12, 57.375)
+# segment_anything's Sam.pixel_mean / pixel_std, in 0..255 RGB. EfficientViT-SAM
+# and SAM-HQ normalise with the same numbers (EfficientViT-SAM as /255 of them,
+# after torchvision's ToTensor: the same transform).
+SAM_PIXEL_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
+_SAM_MEAN, _SAM_STD = SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
+# SAM-HQ's decoder input beside SAM's five (see samedge.exporters.sam_hq): the
+# fused early-ViT + embedding features, [1, 32, 256, 256] for a 64x64 embedding.
+_HQ_FEATURES = ((HQ_FEATURES, (32, 256, 256)),)
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,16 @@ class ModelSpec:
         builder: ``"module:function"`` building the PyTorch model from a checkpoint
             path (or random weights for ``None``); imported only by the exporters.
         num_mask_outputs: Masks the decoder returns per prompt (SAM: 1 single + 3 multimask).
+        extra_features: Encoder outputs besides ``image_embeddings`` that the decoder
+            takes as inputs of the same name, as ``(name, (C, H, W))`` pairs (batch 1);
+            SAM-HQ's ``hq_features``. Empty for SAM's two-graph contract.
+        mask_upsample_size: Side of the square the low-resolution masks are upsampled
+            to before the frame's crop, where the model's own predictor does it
+            (EfficientViT-SAM L: 1024, its prompt frame, though it encodes 512 px);
+            ``None`` means ``image_size``.
+        family: ``"sam"`` (encoder + decoder, re-prompt tracking) or ``"sam2"``
+            (SAM 2.1 / EdgeTAM: four graphs and a memory bank, see
+            :mod:`samedge.memory_model`).
     """
 
     name: str
@@ -51,6 +76,9 @@ class ModelSpec:
     embedding_shape: tuple[int, int, int]
     builder: str
     num_mask_outputs: int = 4
+    extra_features: tuple[tuple[str, tuple[int, int, int]], ...] = ()
+    mask_upsample_size: int | None = None
+    family: str = "sam"
 
     def __post_init__(self) -> None:
         if self.image_size <= 0:
@@ -63,8 +91,24 @@ class ModelSpec:
             raise InputError(
                 f"embedding_shape: got {self.embedding_shape}, expected positive (C, h, w)"
             )
+        if self.family not in ("sam", "sam2"):
+            raise InputError(f"family: got {self.family!r}, expected 'sam' or 'sam2'")
         if ":" not in self.builder:
             raise InputError(f"builder: got {self.builder!r}, expected 'module:function'")
+        if self.mask_upsample_size is not None and self.mask_upsample_size <= 0:
+            raise InputError(
+                f"mask_upsample_size: got {self.mask_upsample_size}, expected None or an int > 0"
+            )
+        for entry in self.extra_features:
+            if (
+                len(entry) != 2
+                or not isinstance(entry[0], str)
+                or len(entry[1]) != 3
+                or min(entry[1]) <= 0
+            ):
+                raise InputError(
+                    f"extra_features: got {entry!r}, expected (name, (C, H, W)) with positive dims"
+                )
 
     @property
     def low_res_mask_size(self) -> int:
@@ -110,6 +154,68 @@ MODELS: dict[str, ModelSpec] = {
             pixel_std=_SAM_STD,
             embedding_shape=(256, 64, 64),
             builder="samedge.exporters.builders:build_mobile_sam",
+        ),
+        *(
+            ModelSpec(
+                name=f"efficientvit_sam_{size}",
+                description=(
+                    f"EfficientViT-SAM-{size.upper()} (MIT Han Lab, {params} EfficientViT "
+                    f"encoder, {image_size} px + SAM's decoder)"
+                ),
+                # The encoder's input; the decoder graph maps prompts from this
+                # frame to its prompt encoder's 1024-px frame (exporters/decoder.py),
+                # and masks are upsampled in that frame, as EfficientViTSamPredictor does.
+                image_size=image_size,
+                mask_upsample_size=1024,
+                pixel_mean=_SAM_MEAN,
+                pixel_std=_SAM_STD,
+                embedding_shape=(256, 64, 64),
+                builder=f"samedge.exporters.efficientvit_sam:build_efficientvit_sam_{size}",
+            )
+            for size, params, image_size in (
+                ("l0", "31M-parameter", 512),
+                ("l1", "44M-parameter", 512),
+                ("l2", "57M-parameter", 512),
+                ("xl0", "113M-parameter", 1024),
+                ("xl1", "199M-parameter", 1024),
+            )
+        ),
+        *(
+            ModelSpec(
+                name=f"sam_hq_vit_{size}",
+                description=f"SAM-HQ ViT-{size.upper()} (SAM's {params} encoder + HQ decoder)",
+                image_size=1024,
+                pixel_mean=_SAM_MEAN,
+                pixel_std=_SAM_STD,
+                embedding_shape=(256, 64, 64),
+                builder=f"samedge.exporters.sam_hq:build_sam_hq_vit_{size}",
+                extra_features=_HQ_FEATURES,
+            )
+            for size, params in (
+                ("b", "91M-parameter"),
+                ("l", "308M-parameter"),
+                ("h", "636M-parameter"),
+            )
+        ),
+        *(
+            ModelSpec(
+                name=name,
+                description=description,
+                image_size=1024,
+                # SAM 2 normalises with ImageNet's mean/std: SAM's numbers /255.
+                pixel_mean=_SAM_MEAN,
+                pixel_std=_SAM_STD,
+                embedding_shape=(256, 64, 64),
+                builder=f"samedge.exporters._sam2_build:build_{name.replace('.', '_')}",
+                family="sam2",
+            )
+            for name, description in (
+                ("sam2.1_hiera_tiny", "SAM 2.1 Hiera-T (Meta, 39M parameters, video memory)"),
+                ("sam2.1_hiera_small", "SAM 2.1 Hiera-S (Meta, 46M parameters, video memory)"),
+                ("sam2.1_hiera_base_plus", "SAM 2.1 Hiera-B+ (Meta, 81M parameters, video memory)"),
+                ("sam2.1_hiera_large", "SAM 2.1 Hiera-L (Meta, 224M parameters, video memory)"),
+                ("edgetam", "EdgeTAM (Meta, RepViT-M1 + 2-D perceiver memory, 14M parameters)"),
+            )
         ),
         ModelSpec(
             name="samedge_tiny",

@@ -23,12 +23,14 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import cv2
 import numpy as np
 
 from samedge.errors import InputError
+
+# Mask geometry lives in samedge.masks; these names stay importable from here.
+from samedge.masks import mask_to_rle, masks_to_boxes, rle_area, rle_to_mask
 
 __all__ = [
     "CV_MAX_CHANNELS",
@@ -202,98 +204,3 @@ def stability_score(
         inter, union, out=np.zeros(np.shape(inter), dtype=np.float64), where=union > 0
     )
     return score.astype(np.float32)
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """XYXY pixel boxes around masks; ``[0, 0, 0, 0]`` for an empty mask.
-
-    Same convention as segment_anything's ``batched_mask_to_box``: inclusive
-    pixel indices (a single pixel at (x, y) gives ``[x, y, x, y]``).
-
-    Args:
-        masks: ``[..., H, W]`` bool (or 0/1) masks.
-
-    Returns:
-        ``[..., 4]`` int64 boxes.
-
-    Example:
-        >>> import numpy as np
-        >>> m = np.zeros((5, 6), bool); m[1:3, 2:5] = True
-        >>> masks_to_boxes(m).tolist()
-        [2, 1, 4, 2]
-    """
-    arr = np.asarray(masks).astype(bool, copy=False)
-    if arr.ndim < 2:
-        raise InputError(f"masks: got shape {arr.shape}, expected [..., H, W]")
-    H, W = arr.shape[-2:]
-    if arr.size == 0:
-        return np.zeros((*arr.shape[:-2], 4), dtype=np.int64)
-    rows: np.ndarray = np.any(arr, axis=-1)  # [..., H]
-    cols: np.ndarray = np.any(arr, axis=-2)  # [..., W]
-    top = np.argmax(rows, axis=-1)
-    bottom = H - 1 - np.argmax(rows[..., ::-1], axis=-1)
-    left = np.argmax(cols, axis=-1)
-    right = W - 1 - np.argmax(cols[..., ::-1], axis=-1)
-    boxes = np.stack([left, top, right, bottom], axis=-1).astype(np.int64)
-    boxes[~rows.any(axis=-1)] = 0
-    return boxes
-
-
-def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
-    """Uncompressed COCO run-length encoding of ``[H, W]`` or ``[B, H, W]`` masks.
-
-    Runs count pixels in column-major (Fortran) order and start with a run of
-    zeros (possibly of length 0), as pycocotools and segment_anything's
-    ``mask_to_rle_pytorch`` expect.
-
-    Returns:
-        One ``{"size": [H, W], "counts": [...]}`` per mask.
-
-    Example:
-        >>> import numpy as np
-        >>> mask_to_rle(np.array([[0, 1], [1, 1]], bool))
-        [{'size': [2, 2], 'counts': [1, 3]}]
-    """
-    arr = np.asarray(masks).astype(bool, copy=False)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise InputError(f"masks: got shape {arr.shape}, expected [H, W] or [B, H, W]")
-    B, H, W = arr.shape
-    flat = arr.transpose(0, 2, 1).reshape(B, H * W)
-    out = []
-    for row in flat:
-        if row.size == 0:
-            out.append({"size": [H, W], "counts": []})
-            continue
-        change = np.flatnonzero(row[1:] != row[:-1]) + 1
-        bounds = np.concatenate(([0], change, [row.size]))
-        counts = np.diff(bounds).tolist()
-        if row[0]:
-            counts.insert(0, 0)
-        out.append({"size": [H, W], "counts": counts})
-    return out
-
-
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """Decode an uncompressed RLE from :func:`mask_to_rle` into an ``[H, W]`` bool mask."""
-    try:
-        H, W = (int(v) for v in rle["size"])
-        counts = np.asarray(rle["counts"], dtype=np.int64)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(
-            f"rle: expected {{'size': [H, W], 'counts': [...]}} (uncompressed), got error {e}"
-        ) from e
-    if counts.ndim != 1 or np.any(counts < 0) or int(counts.sum()) != H * W:
-        raise InputError(
-            f"rle: counts sum to {int(counts.sum()) if counts.ndim == 1 else '?'}, "
-            f"expected H*W = {H * W} non-negative run lengths"
-        )
-    values = np.arange(len(counts)) % 2 == 1
-    flat = np.repeat(values, counts)
-    return flat.reshape(W, H).T.copy()
-
-
-def rle_area(rle: dict[str, Any]) -> int:
-    """Number of foreground pixels of an uncompressed RLE."""
-    return int(sum(rle["counts"][1::2]))

@@ -30,16 +30,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
+from samedge import graph_names
 from samedge._registry import unknown_name_message
-from samedge.errors import InputError, ModelDirError, PredictorStateError
+from samedge.errors import (
+    InputError,
+    ModelDirError,
+    NonFiniteOutputError,
+    PredictorStateError,
+)
 from samedge.model_dir import PRECISIONS, ModelCard, read_model_dir
 from samedge.models import MODELS
 from samedge.postprocess import postprocess_masks, select_masks
@@ -62,10 +68,14 @@ BUILTIN_MODELS: dict[str, str] = {
     "samedge_tiny": "assets/samedge_tiny",
 }
 
-_ENCODER_IN = "image"
-_ENCODER_OUT = "image_embeddings"
-_DECODER_IN = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
-_DECODER_OUT = ("low_res_masks", "iou_predictions")
+_ENCODER_IN = graph_names.IMAGE
+_ENCODER_OUT = graph_names.IMAGE_EMBEDDINGS
+_DECODER_IN = graph_names.DECODER_INPUTS
+_DECODER_OUT = graph_names.DECODER_OUTPUTS
+
+#: Bytes of working memory ``predict_batch`` may use beyond the arrays it returns;
+#: more objects than fit are decoded in several calls (same results).
+DECODE_BUDGET = 256 * 2**20
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
@@ -133,6 +143,9 @@ class ImageEmbedding:
         input_size: ``(h, w)`` of the frame resized for the encoder (longest side
             ``image_size``).
         image_size: Side of the encoder's square input it was computed with.
+        extras: The encoder's other outputs, which the decoder takes by the same
+            names (SAM-HQ's ``hq_features``; see :mod:`samedge.graph_names`);
+            empty for SAM's two-graph contract.
 
     Raises:
         InputError: fields that do not fit together (wrong dtype or rank,
@@ -143,6 +156,7 @@ class ImageEmbedding:
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     image_size: int
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         f = self.features
@@ -152,6 +166,12 @@ class ImageEmbedding:
                 f"features: got {got}, expected a float32 [1, C, h, w] array; "
                 "make embeddings with Predictor.encode(image)"
             )
+        for name, value in self.extras.items():
+            if not isinstance(value, np.ndarray) or value.dtype != np.float32 or len(value) != 1:
+                raise InputError(
+                    f"extras[{name!r}]: got {type(value).__name__}, expected a float32 array "
+                    "of batch 1; make embeddings with Predictor.encode(image)"
+                )
         for name in ("original_size", "input_size"):
             size = getattr(self, name)
             if (
@@ -189,7 +209,9 @@ class Predictor:
 
     Args:
         model: Model directory or built-in model name (see :func:`resolve_model`).
-        backend: ``"auto"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``.
+        backend: ``"auto"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``
+            (or a :class:`~samedge.runtimes.BackendChoice`); chosen once, for both
+            graphs: :attr:`backend_choice` holds the choice and its reason.
         precision: ``None`` runs the directory as it is; ``"fp32"``, ``"fp16"``
             or ``"int8"`` asserts that the directory holds that precision.
         device: Backend device (e.g. ``"CPU"``, ``"GPU"``, ``"cuda:0"``);
@@ -220,7 +242,7 @@ class Predictor:
         config: Any = None,
         resample: Resample = Resample.EXACT,
     ) -> None:
-        from samedge.runtimes import open_backend
+        from samedge.runtimes import open_backend, resolve_backend
 
         self.model_dir = resolve_model(model)
         self.card: ModelCard = read_model_dir(self.model_dir)
@@ -241,12 +263,15 @@ class Predictor:
             )
         self.resample = resample
         self.transform = ResizeLongestSide(self.card.image_size)
+        # One decision for both graphs (``auto`` probes the machine once), kept so
+        # callers can say which backend runs the model and why.
+        self.backend_choice = resolve_backend(backend, device, config)
         self._encoder = open_backend(
-            self.model_dir / self.card.encoder, backend, config=config, device=device
+            self.model_dir / self.card.encoder, self.backend_choice, config=config
         )
         try:
             self._decoder = open_backend(
-                self.model_dir / self.card.decoder, backend, config=config, device=device
+                self.model_dir / self.card.decoder, self.backend_choice, config=config
             )
         except BaseException:
             self._encoder.close()
@@ -254,6 +279,9 @@ class Predictor:
         self._checked = False
         self._input_buffer: np.ndarray | None = None
         self._features: np.ndarray | None = None
+        self._extras: dict[str, np.ndarray] = {}
+        # Decoder inputs the encoder also outputs (SAM-HQ), found by _check_graphs.
+        self._extra_names: tuple[str, ...] = ()
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
 
@@ -263,6 +291,11 @@ class Predictor:
     def backend_name(self) -> str:
         """Name of the backend running the graphs (``"onnxruntime"``, ...)."""
         return self._encoder.name
+
+    @property
+    def backend_reason(self) -> str:
+        """Why that backend (and device) runs the model, in one line."""
+        return self.backend_choice.reason
 
     @property
     def precision(self) -> str:
@@ -278,6 +311,16 @@ class Predictor:
         """Device the encoder runs on, in the backend's words (loads the engine)."""
         self._encoder.load()
         return self._encoder.device
+
+    @property
+    def max_objects_per_call(self) -> int | None:
+        """Most objects one decoder call may carry; ``None`` when the backend has no limit.
+
+        A TensorRT engine is built for at most ``TensorRTConfig.max_objects``
+        objects; ONNX Runtime and OpenVINO take any batch.
+        """
+        limit = getattr(getattr(self._decoder, "config", None), "max_objects", None)
+        return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
 
     @property
     def image_size(self) -> int:
@@ -317,6 +360,8 @@ class Predictor:
         Raises:
             ImageError: wrong dtype, shape or channels, empty frame.
             InputError: ``image_format`` other than ``"RGB"``/``"BGR"``.
+            NonFiniteOutputError: the encoder returned NaN or inf (a broken
+                engine or compiled-blob cache); its cache entry is removed.
         """
         # Validate before dropping the previous embedding, so a bad frame
         # leaves the predictor as it was.
@@ -427,11 +472,14 @@ class Predictor:
         multimask_output: bool = True,
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Predict masks for B objects in one decoder call.
+        """Predict masks for B objects, in one decoder call where memory allows.
 
         Each object's prompts are ordered and padded as in
-        :func:`samedge.prompts.batch_prompts`; masks are upsampled to the
-        frame in one pass for the whole batch.
+        :func:`samedge.prompts.batch_prompts`. Working memory beyond the
+        returned arrays stays within :data:`DECODE_BUDGET` (256 MiB): more
+        objects than fit (about 16 SAM objects with multimask on a 640×480
+        frame) are decoded in several calls of the same padded batch, which
+        gives the same masks as one call.
 
         Args:
             prompts: One :class:`~samedge.prompts.ObjectPrompt` per object.
@@ -446,6 +494,7 @@ class Predictor:
             PredictorStateError: no image set.
             PromptError: an empty list or a bad prompt (the message names its index).
             ProfileLimitError: more objects or points than the engine's profile allows.
+            NonFiniteOutputError: the decoder returned NaN (see :meth:`set_image`).
 
         Example:
             >>> boxes = detector(frame)                                # doctest: +SKIP
@@ -456,6 +505,32 @@ class Predictor:
         """
         self._require_image("predict_batch")
         return self._decode(prompts, multimask_output, return_logits)
+
+    def predict_low_res(
+        self, prompts: Sequence[ObjectPrompt], multimask_output: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and low-resolution logits of B objects in one decoder call, not upsampled.
+
+        For callers that keep only some of the masks (the automatic mask
+        generator filters on the predicted IoU first) and upsample those with
+        :func:`samedge.postprocess.upscale_masks`, :attr:`input_size` and
+        :attr:`original_size`. B is at most :attr:`max_objects_per_call`.
+
+        Returns:
+            ``scores`` ``[B, C]`` float32 and ``low_res_logits`` ``[B, C, L, L]``
+            float32, C = 3 with ``multimask_output`` else 1; the same numbers
+            :meth:`predict_batch` returns.
+
+        Raises:
+            PredictorStateError: no image set.
+            PromptError: an empty list or a bad prompt (the message names its index).
+            ProfileLimitError: more objects or points than the engine's profile allows.
+            NonFiniteOutputError: the decoder returned NaN.
+        """
+        features, original_size, _ = self._require_image("predict_low_res")
+        batch = batch_prompts(prompts, original_size, self.transform, self.mask_size)
+        low_res, scores = self._infer_rows(batch.feeds(), features, multimask_output)
+        return np.ascontiguousarray(scores), np.ascontiguousarray(low_res)
 
     def get_image_embedding(self) -> np.ndarray:
         """The current frame's embedding, read-only float32 ``[1, C, h, w]``.
@@ -468,6 +543,7 @@ class Predictor:
     def reset_image(self) -> None:
         """Forget the current frame and its embedding."""
         self._features = None
+        self._extras = {}
         self._original_size = None
         self._input_size = None
 
@@ -523,17 +599,50 @@ class Predictor:
     def _run_encoder(
         self, x: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
     ) -> ImageEmbedding:
-        features = self._encoder.infer({_ENCODER_IN: x})[_ENCODER_OUT]
+        outputs = self._encoder.infer({_ENCODER_IN: x})
+        features = outputs[_ENCODER_OUT]
+        extras = {name: outputs[name] for name in self._extra_names}
         expected = (1, *self.card.embedding_shape)
         if features.shape != expected or features.dtype != np.float32:
             raise ModelDirError(
                 f"{self.card.encoder}: image_embeddings came out {features.dtype} "
                 f"{features.shape}, the model card says float32 {expected}; re-export the model"
             )
+        # ~0.1 ms for SAM's 1M-value embedding, against >= 100 ms of encoder: cheap
+        # enough to do every frame, and a NaN embedding makes every mask empty.
+        if not np.isfinite(features).all():
+            self._non_finite(self._encoder, "image embedding")
+        if not all(np.isfinite(v).all() for v in extras.values()):
+            self._non_finite(self._encoder, f"encoder output ({', '.join(extras)})")
         # Read-only: predict() hands it to the decoder every call, and a backend may
         # keep it in device memory between calls only while it cannot change.
         features.flags.writeable = False
-        return ImageEmbedding(features, original_size, input_size, self.card.image_size)
+        for value in extras.values():
+            value.flags.writeable = False
+        return ImageEmbedding(features, original_size, input_size, self.card.image_size, extras)
+
+    def _non_finite(self, backend: Any, what: str) -> NoReturn:
+        """Raise for a NaN/inf result, after dropping the engine cache entry that made it.
+
+        The backend is closed too, so the next call compiles afresh instead of
+        reusing the engine in memory.
+        """
+        cached = backend.cache_path
+        dropped = backend.drop_cache()
+        backend.close()
+        if dropped is not None:
+            cache = f"its compiled cache entry {dropped} was removed; the next call recompiles"
+        elif cached is not None:
+            cache = f"cache {cached}"
+        else:
+            cache = "no engine cache in use"
+        raise NonFiniteOutputError(
+            f"model {self.card.model!r} ({backend.model_path.name}) on {backend.name}, "
+            f"precision {backend.precision}: the {what} holds NaN or inf, so no mask from it "
+            f"can be right; {cache}. If it happens again, run at another precision "
+            "(OpenVinoConfig(inference_precision=InferencePrecision.FP32)) or without the "
+            "cache (use_cache=False), and report it"
+        )
 
     def _install(self, embedding: ImageEmbedding) -> None:
         features = embedding.features
@@ -543,6 +652,12 @@ class Predictor:
             features = features.copy()
             features.flags.writeable = False
         self._features = features
+        self._extras = {}
+        for name, value in embedding.extras.items():
+            if value.flags.writeable:
+                value = value.copy()  # a read-only copy, as above
+                value.flags.writeable = False
+            self._extras[name] = value
         self._original_size = embedding.original_size
         self._input_size = embedding.input_size
 
@@ -554,18 +669,88 @@ class Predictor:
     def _decode(
         self, prompts: Sequence[ObjectPrompt], multimask_output: bool, return_logits: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        features, original_size, input_size = self._require_image("predict")
+        features, original_size, _ = self._require_image("predict")
         batch = batch_prompts(prompts, original_size, self.transform, self.mask_size)
         feeds = batch.feeds()
-        feeds[_ENCODER_OUT] = features
-        out = self._decoder.infer(feeds)
-        low_res, scores = select_masks(
-            out["low_res_masks"], out["iou_predictions"], multimask_output
-        )
+        count = batch.num_objects
+        step = self._objects_per_call(original_size, multimask_output)
+        if count <= step:
+            return self._decode_rows(feeds, features, multimask_output, return_logits)
+        # Slices of one batch, so every chunk is padded to the same number of
+        # points and the masks are those of a single call; each chunk's results
+        # go straight into the returned arrays (concatenating would hold them twice).
+        results: tuple[np.ndarray, ...] = ()
+        for start in range(0, count, step):
+            rows = slice(start, start + step)
+            part = self._decode_rows(
+                {name: value[rows] for name, value in feeds.items()},
+                features,
+                multimask_output,
+                return_logits,
+            )
+            if not results:
+                results = tuple(np.empty((count, *a.shape[1:]), a.dtype) for a in part)
+            for whole, piece in zip(results, part, strict=True):
+                whole[rows] = piece
+            del part
+        masks, scores, low_res = results
+        return masks, scores, low_res
+
+    def _objects_per_call(self, original_size: tuple[int, int], multimask_output: bool) -> int:
+        """Objects per decoder call so that working memory stays within :data:`DECODE_BUDGET`.
+
+        Per object: the decoder's 4 low-resolution logits, and per returned mask
+        a float32 ``S×S`` upsampled map and a float32 frame-sized crop.
+        """
+        S, L = self._upsample_size, self.mask_size
+        H, W = original_size
+        per_mask = 4 * (S * S + H * W)
+        per_object = 4 * 4 * L * L + (3 if multimask_output else 1) * per_mask
+        return max(1, DECODE_BUDGET // per_object)
+
+    def _decode_rows(
+        self,
+        feeds: dict[str, np.ndarray],
+        features: np.ndarray,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _, original_size, input_size = self._require_image("predict")
+        low_res, scores = self._infer_rows(feeds, features, multimask_output)
         masks = postprocess_masks(
-            low_res, self.card.image_size, input_size, original_size, return_logits
+            low_res, self._upsample_size, self._crop_size(input_size), original_size, return_logits
         )
         return masks, np.ascontiguousarray(scores), np.ascontiguousarray(low_res)
+
+    @property
+    def _upsample_size(self) -> int:
+        """Side of the square masks are upsampled to before the crop (the model card's)."""
+        return self.card.mask_upsample_size or self.card.image_size
+
+    def _crop_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The frame's extent in the upsampled masks: ``input_size``, or the frame resized
+        to the model's own upsampling square (EfficientViT-SAM L: 1024 px, encoder 512)."""
+        if self._upsample_size == self.card.image_size:
+            return input_size
+        return get_preprocess_shape(*self._require_image("predict")[1], self._upsample_size)
+
+    def _infer_rows(
+        self, feeds: dict[str, np.ndarray], features: np.ndarray, multimask_output: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One decoder call: the selected low-resolution logits and their scores."""
+        self._check_graphs()
+        if set(self._extras) != set(self._extra_names):
+            raise InputError(
+                f"embedding: carries extras {sorted(self._extras)}, model {self.card.model!r} "
+                f"needs {list(self._extra_names)}; make embeddings with Predictor.encode(image)"
+            )
+        out = self._decoder.infer({**feeds, _ENCODER_OUT: features, **self._extras})
+        # NaN only: an fp16 engine may saturate a confident logit to +-inf, which
+        # still thresholds to a definite mask; NaN thresholds to nothing.
+        low_res, iou = out[graph_names.LOW_RES_MASKS], out[graph_names.IOU_PREDICTIONS]
+        if np.isnan(low_res).any() or np.isnan(iou).any():
+            self._non_finite(self._decoder, "decoder output (masks or scores)")
+        return select_masks(low_res, iou, multimask_output)
 
     def _check_graphs(self) -> None:
         """Check once that both graphs follow samedge's I/O contract."""
@@ -586,9 +771,12 @@ class Predictor:
             )
         dec_in = {s.name for s in self._decoder.inputs}
         dec_out = {s.name for s in self._decoder.outputs}
-        if dec_in != set(_DECODER_IN):
+        # Decoder inputs beyond SAM's are encoder outputs passed through (SAM-HQ).
+        extra = dec_in - set(_DECODER_IN)
+        if not set(_DECODER_IN) <= dec_in or not extra <= enc_out - {_ENCODER_OUT}:
             problems.append(
-                f"{self.card.decoder} inputs {sorted(dec_in)}, expected {sorted(_DECODER_IN)}"
+                f"{self.card.decoder} inputs {sorted(dec_in)}, expected {sorted(_DECODER_IN)} "
+                f"and encoder outputs besides {_ENCODER_OUT} ({sorted(enc_out - {_ENCODER_OUT})})"
             )
         if not set(_DECODER_OUT) <= dec_out:
             problems.append(
@@ -600,4 +788,5 @@ class Predictor:
                 + "; ".join(problems)
                 + "; re-export it with `samedge export`"
             )
+        self._extra_names = tuple(sorted(extra))
         self._checked = True

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from samedge import graph_names
 from samedge.errors import PromptError
 from samedge.preprocess import ResizeLongestSide
 
@@ -272,10 +273,10 @@ class DecoderPrompts:
     def feeds(self) -> dict[str, np.ndarray]:
         """Name -> array for the decoder (``image_embeddings`` is added by the caller)."""
         return {
-            "point_coords": self.point_coords,
-            "point_labels": self.point_labels,
-            "mask_input": self.mask_input,
-            "has_mask_input": self.has_mask_input,
+            graph_names.POINT_COORDS: self.point_coords,
+            graph_names.POINT_LABELS: self.point_labels,
+            graph_names.MASK_INPUT: self.mask_input,
+            graph_names.HAS_MASK_INPUT: self.has_mask_input,
         }
 
 

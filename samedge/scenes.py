@@ -41,6 +41,7 @@ __all__ = [
     "SHAPE_KINDS",
     "TRAIN_PHOTOS",
     "MovingScene",
+    "ObjectLayout",
     "Scene",
     "make_scene",
     "photo_backgrounds",
@@ -322,12 +323,19 @@ def _compose(
     background: np.ndarray,
     placed: Sequence[tuple[int, _Shape, float, float, float, float]],
     speckle: np.ndarray,
+    full: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[str, ...]]:
-    """Draw ``placed`` (id, shape, cx, cy, r, angle) back to front over ``background``."""
+    """Draw ``placed`` (id, shape, cx, cy, r, angle) back to front over ``background``.
+
+    ``full``, when given, receives every placed shape's whole footprint in the
+    frame (hidden parts included), in ``placed`` order.
+    """
     canvas = background.astype(np.float32, copy=True)
     footprints = np.zeros((len(placed), h, w), bool)
     for k, (_, shape, cx, cy, r, ang) in enumerate(placed):
         _draw(canvas, footprints[k], shape, cx, cy, r, ang, speckle)
+    if full is not None:
+        full.extend(footprints.copy())
     # Visible part = footprint minus everything drawn later (on top).
     covered = np.zeros((h, w), bool)
     for k in range(len(placed) - 1, -1, -1):
@@ -457,8 +465,36 @@ class _Life:
     depth: float
 
 
+@dataclass(frozen=True)
+class ObjectLayout:
+    """Where one object of a :class:`MovingScene` frame is, hidden parts included.
+
+    The ground truth that video events (crossing, occlusion, leaving and
+    re-entering the frame) are derived from; :meth:`MovingScene.frame_layout`
+    lists every object whose time on screen covers the frame, also those
+    wholly outside it or wholly hidden (which its :class:`Scene` leaves out).
+
+    Attributes:
+        object_id: The object's id (as in :attr:`Scene.ids`).
+        footprint_px: Pixels of the whole object inside the frame, hidden
+            parts included (0: it is outside the frame).
+        visible_px: Pixels of its mask in the frame's :class:`Scene` (0 when it
+            is hidden or too small to be kept there).
+        overlaps: Ids of the objects whose footprints share pixels with this one.
+        covered_by: Those of ``overlaps`` drawn in front of this one.
+    """
+
+    object_id: int
+    footprint_px: int
+    visible_px: int
+    overlaps: tuple[int, ...] = ()
+    covered_by: tuple[int, ...] = ()
+
+
 # Extra rows/columns of MovingScene's noise field: (PAD + 1)² different windows.
 _NOISE_PAD = 48
+# Occluders are drawn in front of every other object: depth 1..2 against 0..1.
+_OCCLUDER_DEPTH = 1.0
 
 
 @dataclass
@@ -472,11 +508,23 @@ class MovingScene:
     while rotating and changing scale, and leaves; the next object of that
     slot then enters with a new id.
 
+    Three options (off by default, so the default frames never change) make the
+    events video trackers stumble on happen more often: ``reentry`` brings an
+    object that left back into the frame with its id, ``occluders`` adds large
+    shapes that pass in front of everything else, and ``backgrounds`` draws
+    some backgrounds from photos (e.g. the held-out ones, for evaluation).
+
     Args:
         seed: Seeds the whole sequence.
         size: ``(height, width)`` of the frames.
         num_objects: Object slots; about this many objects are on screen.
         fps: Frame rate; motion speeds are set in pixels per second.
+        reentry: Chance that an object which left the frame comes back into it
+            (same id and look, a new path) instead of a new object entering.
+        occluders: Extra slots of large solid shapes (a quarter of the frame
+            across) drawn in front of all others, hiding what they pass over.
+        backgrounds: RGB uint8 photos the background may be cropped from
+            (:func:`photo_backgrounds`); ``None``: procedural backgrounds only.
 
     Example:
         >>> cam = MovingScene(seed=0, size=(96, 128), num_objects=3)
@@ -489,6 +537,9 @@ class MovingScene:
     size: tuple[int, int] = (480, 640)
     num_objects: int = 4
     fps: float = 30.0
+    reentry: float = 0.0
+    occluders: int = 0
+    backgrounds: Sequence[np.ndarray] | None = field(default=None, repr=False, compare=False)
     _lives: list[list[_Life]] = field(default_factory=list, init=False, repr=False)
     _ends: list[float] = field(default_factory=list, init=False, repr=False)
 
@@ -498,9 +549,23 @@ class MovingScene:
             raise InputError(f"num_objects: got {self.num_objects}, expected >= 0")
         if not self.fps > 0:
             raise InputError(f"fps: got {self.fps}, expected > 0")
+        if not 0.0 <= self.reentry <= 1.0:
+            raise InputError(f"reentry: got {self.reentry}, expected a probability in [0, 1]")
+        if isinstance(self.occluders, bool) or not isinstance(self.occluders, int):
+            raise InputError(f"occluders: got {self.occluders!r}, expected an int >= 0")
+        if self.occluders < 0:
+            raise InputError(f"occluders: got {self.occluders}, expected an int >= 0")
+        if self.backgrounds is not None:
+            for k, photo in enumerate(self.backgrounds):
+                if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+                    raise InputError(
+                        f"backgrounds[{k}]: got {photo.dtype} {photo.shape}, "
+                        "expected uint8 (H, W, 3) RGB"
+                    )
         h, w = self.size
         rng = np.random.default_rng([self.seed, 0x5CE1E])
-        self._background = _background(rng, h, w, None)
+        photos = list(self.backgrounds) if self.backgrounds is not None else []
+        self._background = _background(rng, h, w, photos or None)
         self._speckle = _speckle(rng)
         self._light_phase = rng.uniform(0, 2 * np.pi, 2)
         # Sensor noise: drawing fresh Gaussian noise for 640×480×3 pixels took more
@@ -512,18 +577,30 @@ class MovingScene:
         self._noise = noise_rng.normal(0, 3.0, (h + _NOISE_PAD, w + _NOISE_PAD, 3)).astype(
             np.float32
         )
-        self._lives = [[] for _ in range(self.num_objects)]
-        self._ends = [0.0] * self.num_objects
-        for slot in range(self.num_objects):
+        slots = self._slots
+        self._lives = [[] for _ in range(slots)]
+        self._ends = [0.0] * slots
+        for slot in range(slots):
             self._extend(slot, 0.0)
+
+    @property
+    def _slots(self) -> int:
+        return self.num_objects + self.occluders
 
     # -- schedule -------------------------------------------------------------
 
-    def _new_life(self, slot: int, index: int, start: float) -> _Life:
+    def _new_life(self, slot: int, index: int, start: float, back: _Life | None = None) -> _Life:
+        """Life ``index`` of ``slot``; ``back``: that object returns, on a new path."""
         h, w = self.size
         rng = np.random.default_rng([self.seed, slot, index])
         side = min(h, w)
-        radius = math.exp(rng.uniform(math.log(side * 0.05), math.log(side * 0.2)))
+        occluder = slot >= self.num_objects
+        if occluder:
+            radius = math.exp(rng.uniform(math.log(side * 0.22), math.log(side * 0.32)))
+        else:
+            radius = math.exp(rng.uniform(math.log(side * 0.05), math.log(side * 0.2)))
+        if back is not None:
+            radius = back.radius
         margin = radius * 1.3
         seconds = rng.uniform(4.0, 10.0)
 
@@ -548,29 +625,55 @@ class MovingScene:
             seconds *= 0.7
         else:
             p_start = edge_point()
-        return _Life(
-            oid=index * max(self.num_objects, 1) + slot + 1,
+        if occluder:
+            # Solid and large, so what passes behind it is hidden whole.
+            shape = _random_shape(rng, str(rng.choice(["ellipse", "polygon"])))
+        else:
+            shape = _random_shape(rng)
+        life = _Life(
+            oid=index * max(self._slots, 1) + slot + 1,
             start=start,
             duration=seconds * self.fps,
-            shape=_random_shape(rng),
+            shape=shape,
             path=np.stack([p_start, inside, p_end]),
             radius=radius,
             angle0=float(rng.uniform(0, 2 * np.pi)),
             spin=float(rng.uniform(-1.0, 1.0)) / self.fps,
             breathe=float(rng.uniform(0.0, 0.3)),
             breathe_rate=float(rng.uniform(0.3, 1.5)) / self.fps,
-            depth=float(rng.random()),
+            depth=float(rng.random()) + (_OCCLUDER_DEPTH if occluder else 0.0),
         )
+        if back is not None:
+            # The same object (id, look, spin, depth) on the new path.
+            life = _Life(
+                oid=back.oid,
+                start=life.start,
+                duration=life.duration,
+                shape=back.shape,
+                path=life.path,
+                radius=back.radius,
+                angle0=life.angle0,
+                spin=back.spin,
+                breathe=back.breathe,
+                breathe_rate=back.breathe_rate,
+                depth=back.depth,
+            )
+        return life
 
     def _extend(self, slot: int, until: float) -> None:
         lives = self._lives[slot]
         while not lives or self._ends[slot] <= until:
             start = self._ends[slot]
+            back = None
             if lives:
                 # A short gap before the next object enters.
                 gap_rng = np.random.default_rng([self.seed, slot, len(lives), 7])
                 start += gap_rng.uniform(0.0, 1.5) * self.fps
-            life = self._new_life(slot, len(lives), start)
+                if self.reentry > 0:
+                    draw = np.random.default_rng([self.seed, slot, len(lives), 11]).random()
+                    if draw < self.reentry:
+                        back = lives[-1]
+            life = self._new_life(slot, len(lives), start, back)
             lives.append(life)
             self._ends[slot] = life.start + life.duration
 
@@ -578,11 +681,65 @@ class MovingScene:
 
     def frame(self, t: int) -> Scene:
         """Render frame ``t`` (``t >= 0``); deterministic for ``(seed, t)``."""
+        return self._render(t, None)
+
+    def frame_layout(self, t: int) -> tuple[Scene, tuple[ObjectLayout, ...]]:
+        """Frame ``t`` and where each of its objects is, hidden parts included.
+
+        Returns:
+            The same :class:`Scene` as :meth:`frame`, and one
+            :class:`ObjectLayout` per object whose time on screen covers ``t``
+            (by id), also those outside the frame or hidden.
+
+        Example:
+            >>> cam = MovingScene(seed=2, size=(60, 80), num_objects=3, occluders=1)
+            >>> scene, layout = cam.frame_layout(5)
+            >>> all(o.visible_px <= o.footprint_px for o in layout)
+            True
+        """
+        full: list[np.ndarray] = []
+        placed_ids: list[int] = []
+        scene = self._render(t, (full, placed_ids))
+        visible = {
+            oid: int(np.count_nonzero(m)) for oid, m in zip(scene.ids, scene.masks, strict=True)
+        }
+        boxes = []
+        for fp in full:
+            x, y, bw, bh = cv2.boundingRect(fp.view(np.uint8))
+            boxes.append((x, y, x + bw, y + bh))
+        layout = []
+        # ``full`` is in drawing order: a later footprint is in front of an earlier one.
+        for k, oid in enumerate(placed_ids):
+            overlaps, covered_by = [], []
+            x0, y0, x1, y1 = boxes[k]
+            for j, other in enumerate(placed_ids):
+                if j == k:
+                    continue
+                u0, v0, u1, v1 = boxes[j]
+                if max(x0, u0) >= min(x1, u1) or max(y0, v0) >= min(y1, v1):
+                    continue
+                ya, yb, xa, xb = max(y0, v0), min(y1, v1), max(x0, u0), min(x1, u1)
+                if (full[k][ya:yb, xa:xb] & full[j][ya:yb, xa:xb]).any():
+                    overlaps.append(other)
+                    if j > k:
+                        covered_by.append(other)
+            layout.append(
+                ObjectLayout(
+                    object_id=oid,
+                    footprint_px=int(np.count_nonzero(full[k])),
+                    visible_px=visible.get(oid, 0),
+                    overlaps=tuple(sorted(overlaps)),
+                    covered_by=tuple(sorted(covered_by)),
+                )
+            )
+        return scene, tuple(sorted(layout, key=lambda o: o.object_id))
+
+    def _render(self, t: int, layout: tuple[list[np.ndarray], list[int]] | None) -> Scene:
         if t < 0:
             raise InputError(f"t: got {t}, expected a frame index >= 0")
         h, w = self.size
         placed = []
-        for slot in range(self.num_objects):
+        for slot in range(self._slots):
             self._extend(slot, float(t))
             for life in self._lives[slot]:
                 if not life.start <= t < life.start + life.duration:
@@ -595,8 +752,12 @@ class MovingScene:
                 ang = life.angle0 + life.spin * rel
                 placed.append((life.depth, (life.oid, life.shape, cx, cy, r, ang)))
         placed.sort(key=lambda x: x[0])
+        full = None
+        if layout is not None:
+            full = layout[0]
+            layout[1].extend(p[0] for _, p in placed)
         canvas, masks, ids, kinds = _compose(
-            h, w, self._background, [p for _, p in placed], self._speckle
+            h, w, self._background, [p for _, p in placed], self._speckle, full
         )
         # Slow global lighting drift plus per-frame sensor noise.
         sec = t / self.fps

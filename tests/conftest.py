@@ -10,9 +10,12 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests._shared import TINY_DIR
 
 
 def _has_module(name: str) -> bool:
@@ -48,6 +51,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     cache[marker] = probe()
                 if not cache[marker]:
                     item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The shipped samedge_tiny directory: what the torch-free runtime tests run on."""
+    if not (TINY_DIR / "samedge.json").is_file():
+        pytest.fail(f"samedge_tiny is not at {TINY_DIR} (no samedge.json)")
+    return TINY_DIR
 
 
 # --- exported random-weight models, one export per session (exporters engineer) ---

@@ -31,6 +31,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from samedge.masks import mask_box
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 TINY = ROOT / "samedge" / "assets" / "samedge_tiny"
@@ -173,12 +175,7 @@ def test_detector_stand_in_finds_boxes_on_the_synthetic_scene() -> None:
     assert boxes  # the blue ring and the magenta star of seed 0's first frame
     for box in boxes:
         # each box is (nearly) the box of one object of the scene
-        best = max(det.box_iou(box, tuple(float(v) for v in _mask_box(m))) for m in scene.masks)
+        best = max(det.box_iou(box, mask_box(m)) for m in scene.masks)
         assert best > 0.8, box
     assert det.box_iou((0, 0, 9, 9), (0, 0, 9, 9)) == 1.0
     assert det.box_iou((0, 0, 9, 9), (20, 20, 29, 29)) == 0.0
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())

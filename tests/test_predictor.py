@@ -29,6 +29,7 @@ from samedge.errors import (
     PromptError,
 )
 from samedge.model_dir import ModelCard, write_model_card
+from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from samedge.predictor import BUILTIN_MODELS, ImageEmbedding, Predictor, resolve_model
 from samedge.preprocess import Resample, resize_longest_side
 from samedge.prompts import ObjectPrompt
@@ -38,7 +39,7 @@ S = 64  # encoder input side
 GRID = 8  # embedding h = w
 L = 4 * GRID  # low-res mask side
 C = 4  # embedding channels
-MEAN = (123.675, 116.28, 103.53)
+MEAN = SAM_PIXEL_MEAN
 F32 = np.dtype(np.float32)
 
 
@@ -134,7 +135,7 @@ def _card(**kwargs: Any) -> ModelCard:
         "model": "fake_sam",
         "image_size": S,
         "pixel_mean": MEAN,
-        "pixel_std": (58.395, 57.12, 57.375),
+        "pixel_std": SAM_PIXEL_STD,
         "embedding_shape": (C, GRID, GRID),
     }
     fields.update(kwargs)
@@ -264,8 +265,12 @@ def test_opens_both_graphs_with_the_callers_settings(
     config = object()
     p = Predictor(model_dir, backend="onnxruntime", device="cpu", config=config)
     assert [c["path"].name for c in opened] == ["encoder.onnx", "decoder.onnx"]
+    # One decision for both graphs, which carries the device.
+    assert opened[0]["backend"] is opened[1]["backend"] is p.backend_choice
     for call in opened:
-        assert (call["backend"], call["device"], call["config"]) == ("onnxruntime", "cpu", config)
+        assert (call["backend"].name, call["backend"].device) == ("onnxruntime", "cpu")
+        assert call["config"] is config
+    assert p.backend_reason == p.backend_choice.reason
     assert p.backend_name == "fake"
     assert p.precision == "bf16"
     assert p.device == "FAKE:0"

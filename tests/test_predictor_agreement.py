@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from samedge.masks import mask_iou
 from samedge.predictor import Predictor
 from samedge.prompts import ObjectPrompt
 
@@ -51,11 +52,6 @@ PROMPTS: dict[str, Prompt] = {
     },
 }
 CASES = [(name, multimask) for name in PROMPTS for multimask in (True, False)]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
 def _images(model: str) -> dict[str, np.ndarray]:
@@ -191,7 +187,7 @@ def _assert_agree(
     for i, (m, r) in enumerate(zip(flat_masks, flat_ref, strict=True)):
         # A mask that is all or nothing would make IoU meaningless.
         assert 0.01 < r.mean() < 0.99, f"{what}[{i}]: trivial reference mask"
-        iou = _iou(m, r)
+        iou = mask_iou(m, r)
         assert iou >= MIN_IOU, f"{what}[{i}]: IoU {iou:.5f} < {MIN_IOU}"
     scale = float(ref_low.std())
     diff = float(np.abs(low - ref_low).max())

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from samedge.errors import ImageError, InputError
+from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from samedge.preprocess import (
     Resample,
     ResizeLongestSide,
@@ -16,8 +17,8 @@ from samedge.preprocess import (
     validate_image,
 )
 
-MEAN = (123.675, 116.28, 103.53)
-STD = (58.395, 57.12, 57.375)
+MEAN = SAM_PIXEL_MEAN
+STD = SAM_PIXEL_STD
 
 
 def _frame(h: int = 30, w: int = 40, seed: int = 0) -> np.ndarray:

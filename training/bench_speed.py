@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samedge import graph_names
 from samedge.model_dir import read_model_dir
 from samedge.predictor import resolve_model
 
@@ -52,19 +53,19 @@ def main() -> None:
     for name, make in backends.items():
         enc = make(directory / "encoder.onnx")
         dec = make(directory / "decoder.onnx")
-        emb = enc.infer({"image": image})["image_embeddings"]
-        med, p90 = _time(lambda: enc.infer({"image": image}), args.runs)  # noqa: B023
+        emb = enc.infer({graph_names.IMAGE: image})[graph_names.IMAGE_EMBEDDINGS]
+        med, p90 = _time(lambda: enc.infer({graph_names.IMAGE: image}), args.runs)  # noqa: B023
         print(f"{name:<12} encoder          {med:6.2f} ms (p90 {p90:.2f})")
         for b in (1, 8):
             coords = np.zeros((b, 2, 2), np.float32)
             coords[:, 0] = rng.uniform(0, S, (b, 2))
             labels = np.tile(np.array([[1, -1]], np.float32), (b, 1))
             feeds = {
-                "image_embeddings": emb,
-                "point_coords": coords,
-                "point_labels": labels,
-                "mask_input": np.zeros((b, 1, 4 * G, 4 * G), np.float32),
-                "has_mask_input": np.zeros((b,), np.float32),
+                graph_names.IMAGE_EMBEDDINGS: emb,
+                graph_names.POINT_COORDS: coords,
+                graph_names.POINT_LABELS: labels,
+                graph_names.MASK_INPUT: np.zeros((b, 1, 4 * G, 4 * G), np.float32),
+                graph_names.HAS_MASK_INPUT: np.zeros((b,), np.float32),
             }
             med, p90 = _time(lambda: dec.infer(feeds), args.runs)  # noqa: B023
             label = f"decoder {b} obj{'s' if b > 1 else ''}"

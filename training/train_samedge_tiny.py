@@ -52,14 +52,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from samedge.exporters.tiny_model import TINY_GRID, TINY_IMAGE_SIZE, tiny_sam
+from samedge.masks import border_distance, deepest_point, mask_box, mask_iou, mask_ious
+from samedge.models import get_model_spec
 from samedge.scenes import make_scene, photo_backgrounds
 
 log = logging.getLogger("train_samedge_tiny")
 
 S = TINY_IMAGE_SIZE
 LOW = 4 * TINY_GRID  # the decoder's low-resolution mask side
-MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+MEAN = torch.tensor(get_model_spec("samedge_tiny").pixel_mean).view(1, 3, 1, 1)
+STD = torch.tensor(get_model_spec("samedge_tiny").pixel_std).view(1, 3, 1, 1)
 # Seeds of the validation scenes seen during training; samedge.evaluate's
 # held-out set uses another seed and photos training never sees.
 VAL_SEED = 777_000
@@ -94,8 +96,7 @@ def scene_bank(n: int, seed: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
 def sample_in(rng: np.random.Generator, mask: np.ndarray, interior: bool) -> tuple[int, int]:
     """A pixel (x, y) of ``mask``; toward its interior (distance-weighted) when asked."""
     if interior:
-        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
-        w = dist.ravel() ** 2
+        w = border_distance(mask).ravel().astype(np.float64) ** 2
         total = w.sum()
         if total > 0:
             idx = rng.choice(w.size, p=w / total)
@@ -234,11 +235,9 @@ def mask_losses(logits, target):
 
 
 def iou_of(logits, target):
-    pred = logits > 0
-    t = target > 0.5
-    inter = (pred & t).sum((-1, -2)).float()
-    union = (pred | t).sum((-1, -2)).float()
-    return inter / union.clamp(min=1)
+    """IoU of ``logits > 0`` with ``target > 0.5`` per mask (samedge.masks' convention)."""
+    ious = mask_ious((logits > 0).cpu().numpy(), (target > 0.5).cpu().numpy())
+    return torch.from_numpy(ious).float().to(logits.device)
 
 
 # ----------------------------------------------------------------------------- training
@@ -333,14 +332,11 @@ def validate(sam, scenes) -> dict[str, float]:
         prompts = []
         for k in ids:
             gt = lab == k
-            dist = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 3)
-            y, x_ = np.unravel_index(int(dist.argmax()), dist.shape)
-            prompts.append(Prompt(0, gt, [(float(x_), float(y))], [1], None, True))
+            deep = deepest_point(gt)
+            prompts.append(Prompt(0, gt, [(float(deep.x), float(deep.y))], [1], None, True))
         for k in ids:
             gt = lab == k
-            ys, xs = np.nonzero(gt)
-            box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
-            prompts.append(Prompt(0, gt, [], [], box, False))
+            prompts.append(Prompt(0, gt, [], [], mask_box(gt), False))
         coords, labels = prompt_tensors(prompts)
         n = len(prompts)
         sparse, dense = embed_prompts(
@@ -351,9 +347,7 @@ def validate(sam, scenes) -> dict[str, float]:
         for i, p in enumerate(prompts):
             j = int(iou_pred[i, 1:].argmax()) + 1 if p.multimask else 0
             pred = up[i, j].numpy()
-            inter = (pred & p.gt).sum()
-            union = (pred | p.gt).sum()
-            ious["click" if p.multimask else "box"].append(inter / max(union, 1))
+            ious["click" if p.multimask else "box"].append(mask_iou(pred, p.gt))
     sam.train()
     return {k: float(np.mean(v)) for k, v in ious.items()}
 

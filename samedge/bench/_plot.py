@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from samedge.bench._peer_workers import ENGINE
+from samedge.bench.records import ENGINE
 
 if TYPE_CHECKING:
     from samedge.bench.records import Measurement

@@ -49,6 +49,7 @@ from samedge.errors import InputError, ModelDirError
 
 if TYPE_CHECKING:
     from samedge.bench.run import BenchModel
+    from samedge.calibration.report import BuildReport
 
 __all__ = [
     "BUILD_PRECISIONS",
@@ -224,19 +225,31 @@ def _is_finished(out: Path, precision: str, source_sha: str, build_args: tuple[s
             return False
     except ModelDirError:
         return False
-    report = _read_json(out / _REPORT_NAME)
+    report = _read_report(out / _REPORT_NAME)
     record = _read_json(out / RECORD_NAME)
-    if not isinstance(report, dict) or not isinstance(record, dict):
+    if report is None or not isinstance(record, dict):
         return False
-    calibration = report.get("calibration")
     return (
-        report.get("passed") is True
-        and report.get("precision") == precision
-        and isinstance(calibration, dict)
-        and calibration.get("source_encoder_sha256") == source_sha
+        report.passed
+        and report.precision == precision
+        and report.calibration.source_encoder_sha256 == source_sha
         # The build's own report says what and from what; bench's record adds how.
         and record.get("build_args") == list(build_args)
     )
+
+
+def _read_report(path: Path) -> BuildReport | None:
+    """The build report at ``path``, or None when it is missing or not one."""
+    from samedge.calibration.report import BuildReport
+
+    data = _read_json(path)
+    if data is None:
+        return None
+    try:
+        return BuildReport.from_dict(data)
+    except InputError as e:
+        log.warning("%s: not a build report (%s)", path, e)
+        return None
 
 
 def _build(result: BuildResult, source_sha: str, timeout_s: float | None) -> BuildResult:
@@ -264,9 +277,9 @@ def _build(result: BuildResult, source_sha: str, timeout_s: float | None) -> Bui
     if code is None:
         error = f"timed out after {timeout_s:.0f} s (process group killed)"
     elif code != 0:
-        report = _read_json(failed) if failed.is_file() else None
-        if isinstance(report, dict):
-            reasons = "; ".join(map(str, report.get("gate_reasons") or ())) or "no reason given"
+        report = _read_report(failed) if failed.is_file() else None
+        if report is not None:
+            reasons = "; ".join(report.gate_reasons) or "no reason given"
             error = f"gate failed: {reasons} (report: {failed})"
         else:
             lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]

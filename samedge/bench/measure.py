@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from samedge import graph_names
 from samedge.bench.peak import PeakJob, PeakRate, measure_peak
 from samedge.bench.records import PARTS, Measurement, Timing
 from samedge.errors import InputError
@@ -627,7 +628,7 @@ def _measure_encoder(
     common: dict[str, Any],
 ) -> list[Measurement]:
     size = card.image_size
-    feeds = {"image": rng.uniform(0, 255, (1, 3, size, size)).astype(np.float32)}
+    feeds = {graph_names.IMAGE: rng.uniform(0, 255, (1, 3, size, size)).astype(np.float32)}
     backend = _open(path, job)
     try:
         start = time.perf_counter()
@@ -689,7 +690,7 @@ def _measure_decoder(
             batch = batch_prompts(
                 _prompts(job, objects, rng), original, transform, card.low_res_mask_size
             )
-            feeds = {"image_embeddings": embedding, **batch.feeds()}
+            feeds = {graph_names.IMAGE_EMBEDDINGS: embedding, **batch.feeds()}
             timing = _time_calls(partial(backend.infer, feeds), job.warmup, job.runs)
             rows.append((objects, timing))
         precision, device = backend.precision, backend.device

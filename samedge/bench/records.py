@@ -21,11 +21,14 @@ import numpy as np
 
 from samedge.errors import InputError
 
-__all__ = ["PARTS", "Measurement", "Timing"]
+__all__ = ["ENGINE", "PARTS", "Measurement", "Timing"]
 
 # encoder: image tensor in, embedding out. decoder: embedding + prompts of
 # `objects` objects in one call. predictor: a frame in, masks at frame size out.
 PARTS = ("encoder", "decoder", "predictor")
+#: The ``note`` prefix (``"engine: ..."``) of a row from another tool that times
+#: the network alone, tensors in and out, as samedge's encoder/decoder rows do.
+ENGINE = "engine"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ measured peak GEMM rates, the models' FLOP counts, peer/samedge ratios and the
 jobs that failed. :meth:`BenchReport.save` writes ``NAME.json``, ``NAME.md``
 and ``NAME.png`` into ``benchmarks/results/<machine>/``; the JSON is the
 source of truth and the other two are derived from it, as is the README's
-performance block (:mod:`samedge.bench.readme`). The markdown opens with the
-goals the run is held to (:mod:`samedge.bench.goals`).
+performance block (the repository's ``benchmarks/readme.py`` builds it from
+:meth:`BenchReport.overview_markdown`).
 
 Example:
     >>> path = "benchmarks/results/amd-epyc-2c/bench_mobile_sam.json"
@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from samedge._io import atomic_write_bytes, atomic_write_text
-from samedge.bench.goals import check_goals, goals_markdown
 from samedge.bench.peak import PeakRate
-from samedge.bench.records import Measurement
+from samedge.bench.records import ENGINE, Measurement
 from samedge.errors import InputError
 
 __all__ = ["BenchReport", "peer_ratios", "with_fraction_of_peak"]
@@ -207,8 +206,6 @@ class BenchReport:
                 f"- {model['name']} ({model['precision']}): {model.get('weights', '')}"
                 + (f"; encoder {flops:.1f} GFLOP" if flops else "")
             )
-        lines += ["", "## Goals", ""]
-        lines += goals_markdown(check_goals(self))
         lines += ["", "## Encoder", ""]
         lines += _table(
             [
@@ -392,6 +389,71 @@ class BenchReport:
         ]
         return "\n".join(lines)
 
+    def overview_markdown(self) -> list[str]:
+        """One compact table of the run, as markdown lines (what a README shows).
+
+        One row per model build × backend × precision: the encoder's median,
+        the decoder for the smallest and largest object count, the predictor
+        for one object, the fraction of peak and the accuracy; then, when
+        other tools were timed beside samedge, their time over samedge's
+        default choice's.
+        """
+        decoder = self.rows("decoder")
+        objects = sorted({r.objects for r in decoder if r.objects is not None})
+        lo, hi = (objects[0], objects[-1]) if objects else (None, None)
+        head = ["model", "build", "backend", "ran in", "encoder ms", "% of peak"]
+        if lo is not None:
+            head.append(f"decoder B={lo} ms")
+        if hi is not None and hi != lo:
+            head.append(f"decoder B={hi} ms")
+        head += ["predictor ms", "mask IoU vs fp32"]
+        body = []
+        for key, group in _group([r for r in self.measurements if r.suite == "samedge"]).items():
+            by = {(r.part, r.objects): r for r in group}
+            enc = by.get(("encoder", None))
+            pred = by.get(("predictor", 1)) or by.get(("predictor", lo))
+            first = enc or group[0]
+            ran_in = first.precision
+            others = sorted({r.precision for r in group if r.part == "decoder"} - {ran_in})
+            if others:
+                ran_in += f" (decoder {', '.join(others)})"
+            ran_in += f" ({key[5]} cap)" if key[5] else ""
+            row = [key[0], key[1], key[2], ran_in]
+            row += [
+                _f(enc.timing.median_ms) if enc else "",
+                _pct(enc.fraction_of_peak) if enc else "",
+            ]
+            if lo is not None:
+                d = by.get(("decoder", lo))
+                row.append(_f(d.timing.median_ms) if d else "")
+            if hi is not None and hi != lo:
+                d = by.get(("decoder", hi))
+                row.append(_f(d.timing.median_ms) if d else "")
+            row.append(_f(pred.timing.median_ms) if pred else "")
+            row.append(_acc(enc) if enc else (_acc(pred) if pred else ""))
+            body.append(row)
+        lines = _table(head, body)
+        lines += _peak_note(self.rows("encoder"))
+        default = [r for r in self.ratios if r.get("against") == "default"]
+        if default:
+            lines += ["", "Peer time / samedge default time (higher: samedge faster):", ""]
+            lines += _table(
+                ["model", "part", "objects", "peer", "peer ms", "samedge ms", "ratio"],
+                [
+                    [
+                        r["model"],
+                        r["part"],
+                        str(r.get("objects") or ""),
+                        f"{r['peer_suite']} ({r['peer_backend']} {r['peer_precision']})",
+                        _f(r["peer_ms"]),
+                        _f(r["samedge_ms"]),
+                        f"{r['ratio']:.1f}×",
+                    ]
+                    for r in default
+                ],
+            )
+        return lines
+
     def plot_png(self) -> bytes:
         """Latency vs accuracy per precision, samedge's variants and the peers', as PNG bytes.
 
@@ -503,7 +565,7 @@ def peer_ratios(
         if m.suite == "samedge" and m.isa is None and m.model_precision in (None, "fp32")
     ]
     for peer in (m for m in measurements if m.suite != "samedge"):
-        if peer.part != "predictor" and not (peer.note or "").startswith("engine:"):
+        if peer.part != "predictor" and not (peer.note or "").startswith(f"{ENGINE}:"):
             continue
         same = [
             m

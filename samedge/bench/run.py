@@ -12,12 +12,13 @@ precision that ran an encoder (:mod:`samedge.bench.peak`), counts the graphs'
 FLOPs (:mod:`samedge.bench.flops`), measures each variant's mask accuracy
 against the FP32 pipeline on held-out frames (an OpenVINO bf16 run of an FP32
 directory is not FP32; the report of ``samedge build`` is the fallback),
-optionally runs the peers (``samedge.bench.peers``) and returns a
-:class:`~samedge.bench.report.BenchReport`.
+and returns a :class:`~samedge.bench.report.BenchReport`. Other tools'
+rows (the repository's peers, ``benchmarks/peers.py``) can be added to a
+saved report; :func:`~samedge.bench.report.peer_ratios` compares them.
 
 Example:
     >>> report = run_bench(["samedge_tiny"], BenchConfig(runs=5))   # doctest: +SKIP
-    >>> report.save("benchmarks/results/amd-epyc-2c", "bench_samedge_tiny")  # doctest: +SKIP
+    >>> report.save(default_output_dir("amd-epyc-2c"), "bench_samedge_tiny")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "BENCH_PRECISIONS",
     "BenchConfig",
     "BenchModel",
+    "default_output_dir",
     "resolve_models",
     "run_bench",
 ]
@@ -78,7 +80,6 @@ class BenchConfig:
         threads: CPU threads per backend; None = the logical CPUs this process may use.
         isa_cap: Also run OpenVINO on the CPU with an f32 hint under
             ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` (a CPU without bf16/AMX).
-        peers: Also run the peers (``samedge.bench.peers``) and compute ratios.
         parts: Which parts to time.
         frame_size: ``(width, height)`` of the predictor's frame.
         peak_size: Side of the peak-rate GEMM (0 skips the peak rates).
@@ -108,7 +109,6 @@ class BenchConfig:
     warmup: int = 3
     threads: int | None = None
     isa_cap: bool = False
-    peers: bool = False
     parts: tuple[str, ...] = PARTS
     frame_size: tuple[int, int] = (640, 480)
     peak_size: int = 2048
@@ -235,58 +235,50 @@ def _check_name(model: str | os.PathLike[str]) -> None:
 
 
 def _build_accuracy(directory: Path) -> dict[str, float] | None:
-    report = directory / _REPORT_NAME
-    if not report.is_file():
+    from samedge.calibration.report import BuildReport
+
+    path = directory / _REPORT_NAME
+    if not path.is_file():
         return None
     try:
-        fidelity = json.loads(report.read_text(encoding="utf-8"))["fidelity"]
-        return {
-            "mean_iou_vs_fp32": float(fidelity["mean_iou"]),
-            "p5_iou_vs_fp32": float(fidelity["p5_iou"]),
-        }
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("%s: unreadable (%s); its rows get no accuracy number", report, e)
+        fidelity = BuildReport.from_dict(json.loads(path.read_text(encoding="utf-8"))).fidelity
+    except (OSError, ValueError) as e:  # InputError is a ValueError
+        log.warning("%s: unreadable (%s); its rows get no accuracy number", path, e)
         return None
+    return {"mean_iou_vs_fp32": fidelity.mean_iou, "p5_iou_vs_fp32": fidelity.p5_iou}
 
 
 def _reference_dir(directory: Path, card: Any) -> Path | None:
-    """The FP32 directory a build came from (its ``report.json`` or card), if still there."""
-    from samedge._io import sha256_file
+    """The FP32 directory a build came from (its card's provenance), if still there."""
+    from samedge._fidelity import BuildSource
     from samedge.model_dir import read_model_dir
 
     if card.precision == "fp32":
         return directory
-    candidates = []
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        candidates.append(json.loads((directory / _REPORT_NAME).read_text("utf-8"))["source"])
-    source = card.details.get("source") if isinstance(card.details, dict) else None
-    if isinstance(source, dict) and source.get("model_dir"):
-        candidates.append(source["model_dir"])
-    recorded = (card.details.get("calibration") or {}).get("source_encoder_sha256")
-    for candidate in candidates:
-        path = Path(str(candidate))
-        try:
-            ref = read_model_dir(path)
-        except ModelDirError:
-            continue
-        if ref.precision != "fp32":
-            continue
-        if recorded and sha256_file(path / ref.encoder) != recorded:
-            log.warning(
-                "%s: its recorded source %s has changed since the build; accuracy comes from "
-                "its report.json",
-                directory,
-                path,
-            )
-            continue
-        return path
-    return None
+    source = BuildSource.of(card)
+    if source.model_dir is None:
+        return None
+    try:
+        ref = read_model_dir(source.model_dir)
+    except ModelDirError:
+        return None
+    if ref.precision != "fp32":
+        return None
+    if source.matches(source.model_dir, ref) is False:
+        log.warning(
+            "%s: its recorded source %s has changed since the build; accuracy comes from "
+            "its report.json",
+            directory,
+            source.model_dir,
+        )
+        return None
+    return source.model_dir
 
 
 def _random_export(name: str, work: Path, seed: int) -> tuple[Path, Path]:
     """Export ``name`` from the peers' random-weight checkpoint (reused when already there).
 
-    The checkpoint is :func:`samedge.bench.peers.random_checkpoint`'s, so samedge
+    The checkpoint is :func:`samedge.bench.checkpoints.random_checkpoint`'s, so samedge
     and every peer in the same work directory time the same weights.
     """
     from samedge._io import sha256_file
@@ -301,7 +293,7 @@ def _random_export(name: str, work: Path, seed: int) -> tuple[Path, Path]:
             "install the export extra with `pip install samedge[export]`, or pass an exported "
             "model directory"
         ) from e
-    from samedge.bench.peers import random_checkpoint
+    from samedge.bench.checkpoints import random_checkpoint
     from samedge.exporters import ExportConfig, export_model
 
     checkpoint = random_checkpoint(name, work, seed)
@@ -358,6 +350,7 @@ def _bench_model(directory: Path, weights: str, checkpoint: Path | None = None) 
     from samedge.model_dir import read_model_dir
 
     card = read_model_dir(directory)
+    _check_graphs(directory, (card.encoder, card.decoder))
     return BenchModel(
         name=card.model,
         directory=directory,
@@ -367,6 +360,23 @@ def _bench_model(directory: Path, weights: str, checkpoint: Path | None = None) 
         accuracy=_build_accuracy(directory),
         reference=_reference_dir(directory, card),
     )
+
+
+def _check_graphs(directory: Path, names: Sequence[str]) -> None:
+    """Refuse a model directory whose graphs do not parse, before anything is timed.
+
+    Without this a damaged graph became rows of failures in a results file
+    and ``samedge bench`` exited 0.
+    """
+    from samedge.runtimes._graph import read_onnx_summary
+
+    for name in names:
+        try:
+            read_onnx_summary(directory / name)
+        except InputError as e:
+            raise ModelDirError(
+                f"model {directory}: {name} is damaged ({e}); re-export or rebuild it"
+            ) from None
 
 
 def _with_builds(
@@ -505,6 +515,16 @@ def _default_choice() -> dict[str, str]:
     return {"choice": str(choice), "backend": choice.name}
 
 
+def default_output_dir(machine: str) -> Path:
+    """Where ``samedge bench`` saves its results by default: ``samedge-bench/<machine>``.
+
+    Relative to the current directory, wherever that is (the repository's
+    own results go to ``benchmarks/results/<machine>``, which its
+    ``benchmarks/reproduce.sh`` passes explicitly).
+    """
+    return Path("samedge-bench") / machine
+
+
 def run_bench(
     models: Sequence[str | os.PathLike[str]],
     config: BenchConfig | None = None,
@@ -640,8 +660,6 @@ def run_bench(
             peaks.append(peak)
     encoders = with_fraction_of_peak([m for m in measurements if m.part == "encoder"], peaks)
     measurements = encoders + [m for m in measurements if m.part != "encoder"]
-    if config.peers:
-        measurements += _run_peers(resolved, config, threads, work, failures)
     ratios = peer_ratios(measurements, default.get("backend"))
     for model in resolved:
         # A model directory rewritten under a running benchmark (a re-export)
@@ -709,56 +727,3 @@ def _measure_accuracy(
         return None
     log.info("bench:   mean mask IoU vs fp32 %.4f", result.accuracy["mean_iou_vs_fp32"])
     return result.accuracy
-
-
-def _run_peers(
-    resolved: Sequence[BenchModel],
-    config: BenchConfig,
-    threads: int,
-    work: Path,
-    failures: list[dict[str, str]],
-) -> list[Measurement]:
-    """The peers' rows on the same checkpoints; a failure is recorded, never raised.
-
-    samexporter needs its own environment (``python -m samedge.bench.peers
-    setup-samexporter``); without one it is left out, with the reason and the
-    command in ``failures``, and the other peers still run.
-    """
-    try:
-        from samedge.bench.peers import PEERS, run_peers_report
-    except ImportError as e:
-        failures.append({"what": "peers", "error": f"samedge.bench.peers is not available ({e})"})
-        return []
-    names = list(dict.fromkeys(m.name for m in resolved if m.precision == "fp32"))
-    checkpoints = {m.name: m.checkpoint for m in resolved if m.checkpoint is not None}
-    peers = list(PEERS)
-    while True:
-        try:
-            report = run_peers_report(
-                names,
-                checkpoints=checkpoints or None,
-                runs=config.runs,
-                warmup=config.warmup,
-                threads=threads,
-                work_dir=work / "peers",
-                objects=config.objects,  # decoder rows at the same batch sizes
-                peers=peers,
-            )
-        except BackendUnavailableError as e:
-            if "samexporter" not in peers:
-                failures.append({"what": "peers", "error": str(e)})
-                return []
-            log.warning("bench: samexporter left out: %s", e)
-            failures.append({"what": "peers/samexporter", "error": str(e)})
-            peers.remove("samexporter")
-            continue
-        except Exception as e:  # third-party code: keep samedge's results whatever it raises
-            log.warning("bench: peers failed: %s", e)
-            failures.append({"what": "peers", "error": f"{type(e).__name__}: {e}"})
-            return []
-        break
-    for skip in report.skipped:
-        parts = ["peers", skip.suite, skip.model, *([skip.precision] if skip.precision else [])]
-        what = "/".join(parts)
-        failures.append({"what": what, "error": skip.reason})
-    return list(report.measurements)

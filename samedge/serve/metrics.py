@@ -116,7 +116,7 @@ class ServerMetrics:
         self.stages = {name: Histogram(STAGE_BUCKETS) for name in HISTOGRAM_STAGES}
         self._ends: collections.deque[float] = collections.deque(maxlen=_FPS_WINDOW)
         self._last_latency = math.nan
-        self.objects: dict[str, int] = {"tracking": 0, "lost": 0, "pending": 0}
+        self.objects: dict[str, int] = {"tracking": 0, "lost": 0, "occluded": 0, "pending": 0}
         self.ws_clients = 0
         self.ws_messages = 0
         self.ws_dropped = 0

@@ -5,6 +5,13 @@ one-line error and port 0 gives a known free port. uvicorn's access log is
 off and its other log lines have tokens redacted: a ``?token=`` in a URL
 must not end up in a log file.
 
+Connections are bounded: a request head must arrive complete within
+``header_timeout`` (uvicorn 0.54 has no such timeout: its keep-alive timer
+is cancelled by the first byte, so a client sending a header a minute, or
+nothing after "GET", held its connection forever), heads are at most
+16 KiB, an idle keep-alive connection is closed after 5 s, and at most
+``max_connections`` are open (more are answered 503).
+
 Example:
     >>> from samedge.serve import ServeConfig, ServerThread
     >>> with ServerThread(ServeConfig(port=0)) as server:     # doctest: +SKIP
@@ -14,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -25,7 +33,9 @@ import time
 from collections.abc import Iterator
 from types import TracebackType
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from samedge.errors import InputError
 from samedge.serve.app import create_app
@@ -131,12 +141,76 @@ class _Server(uvicorn.Server):
         self.handle_exit(signum, None)
 
 
+#: Largest request head (request line + headers) accepted.
+MAX_HEAD_BYTES = 16 * 1024
+#: Seconds an idle keep-alive connection stays open between requests.
+KEEP_ALIVE_S = 5
+
+
+class _HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request head is late.
+
+    The deadline runs from the connection (or, between keep-alive requests,
+    from the first byte of the next request) until h11 has parsed a whole
+    request head; WebSocket upgrades are past it by then.
+    """
+
+    head_timeout: float = 10.0
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:
+            # Still reading a head (or the first bytes of the next one).
+            if self._head_deadline is None:
+                self._arm_head_deadline()
+        else:
+            self._cancel_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        self._cancel_head_deadline()
+        self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_late)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_late(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a response is under way (pipelining); uvicorn's timers apply
+        log.debug("closing a connection that sent no complete request head in time")
+        self.transport.close()
+
+
+def _protocol(config: ServeConfig) -> type[H11Protocol]:
+    # uvicorn builds one protocol per connection from the class: carry the
+    # timeout on a subclass rather than in global state.
+    return type(
+        "HeadTimeoutProtocol", (_HeadTimeoutProtocol,), {"head_timeout": config.header_timeout}
+    )
+
+
 def _uvicorn_config(app: object, config: ServeConfig) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         log_config=None,  # keep the application's logging setup
         access_log=False,
-        http="h11",
+        http=_protocol(config),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=config.max_connections,
         # websockets' sans-I/O protocol waits for the socket to drain on send, so a
         # client that does not read blocks only its own sender (see service.py).
         ws="websockets-sansio",
@@ -178,9 +252,10 @@ def serve(config: ServeConfig | None = None) -> int | None:
     server = _Server(_uvicorn_config(create_app(service), config))
     url = _url(config, sock)
     if config.token is None and not config.loopback:
+        # ServeConfig refuses this without insecure=True; say what it means.
         log.warning(
-            "serving on %s without --token: anyone who can reach this machine can watch "
-            "the stream and change the prompts",
+            "serving on %s without --token (--insecure): anyone who can reach this machine "
+            "can watch the stream and change the prompts",
             config.host,
         )
     log.info("listening on %s%s", url, " (token required)" if config.token else "")

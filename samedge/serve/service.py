@@ -1,9 +1,11 @@
 """The server's engine room: the pipeline thread, the broadcaster, prompts, subscribers.
 
-:class:`StreamService` runs a :class:`~samedge.stream.Pipeline` in a background
-thread (live sources, the synthetic scene included, are read by the
-pipeline's capture thread, which keeps only the newest frame), takes prompts
-from any thread, and fans each result out to WebSocket subscribers.
+:class:`StreamService` opens one session (:func:`~samedge.session.open_session`,
+the same wiring as ``samedge run`` and ``samedge.stream()``), runs its
+:class:`~samedge.stream.Stream` in a background thread (live sources, the
+synthetic scene included, are read by the pipeline's capture thread, which
+keeps only the newest frame), takes prompts from any thread, and fans each
+result out to WebSocket subscribers.
 
 Threads and queues, so that nothing slow can stall the camera loop:
 
@@ -35,24 +37,23 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from samedge._version import __version__
 from samedge.errors import InputError, PromptError
-from samedge.postprocess import mask_to_rle
+from samedge.masks import mask_to_rle
 from samedge.serve.config import ServeConfig
 from samedge.serve.metrics import ServerMetrics
-from samedge.stream.pipeline import FrameResult, Pipeline
+from samedge.session import open_session
+from samedge.stream.api import Stream
+from samedge.stream.pipeline import FrameResult
 from samedge.stream.reconnect import ReconnectingSource, SourceStatus
-from samedge.stream.sources import FrameSource, SyntheticSource, open_source
-from samedge.stream.tracking import PredictorLike, TrackedObject, Tracker, TrackState
-
-if TYPE_CHECKING:
-    from samedge.predictor import Predictor
+from samedge.stream.sources import FrameSource, SyntheticSource
+from samedge.stream.tracking import TrackedObject, Tracker, TrackState
 
 __all__ = [
     "ApiError",
@@ -69,10 +70,6 @@ _JOIN_TIMEOUT_S = 15.0
 # How often the broadcaster looks at the source's connection state when no frame
 # comes (a camera that dropped out sends none): clients hear of it within this.
 _STATUS_POLL_S = 0.25
-# The server reports speed through ServerMetrics (fixed-size histograms); the
-# pipeline's own percentile window can be short, so that memory is flat after
-# seconds instead of growing until 10,000 samples per stage (5.5 min at 30 fps).
-_STATS_WINDOW = 1000
 
 
 # Not in samedge.errors on purpose: ``status`` is an HTTP status code, which only
@@ -208,25 +205,6 @@ class Subscriber:
         return len(self._queue)
 
 
-class _ServerTracker(Tracker):
-    """A :class:`Tracker` whose frame step survives a prompt that no longer fits the frame.
-
-    The base tracker raises :class:`PromptError` from ``step`` when a new
-    prompt lies outside the frame (after dropping that prompt). The server
-    checks prompts against the frame size when they arrive, but a camera can
-    change resolution in between; one such prompt must not end the pipeline.
-    """
-
-    def step(self, predictor: PredictorLike) -> dict[int, TrackedObject]:
-        # Each failed attempt drops the offending prompt, so this ends within len+1 tries.
-        for _ in range(len(self) + 1):
-            try:
-                return super().step(predictor)
-            except PromptError as e:
-                log.warning("dropped a prompt that does not fit the current frame: %s", e)
-        return self.objects
-
-
 def _encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
     bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
@@ -261,10 +239,7 @@ class StreamService:
         self._given_source = source
         self._lock = threading.Lock()  # prompts, subscribers, state
         self._cond = threading.Condition()  # the broadcaster's mailbox
-        self._predictor: Predictor | None = None
-        self._source: FrameSource | None = None
-        self._tracker: Tracker | None = None
-        self._pipeline: Pipeline | None = None
+        self._stream: Stream | None = None  # the session, from open() to stop()
         self._threads: list[threading.Thread] = []
         self._subscribers: set[Subscriber] = set()
         self._prompts: dict[int, PromptSpec] = {}
@@ -288,24 +263,31 @@ class StreamService:
             ModelDirError, BackendError: the model cannot be loaded.
             InputError: the source cannot be opened.
         """
-        if self._predictor is not None:
+        if self._stream is not None:
             return
-        from samedge.predictor import Predictor
-        from samedge.runtimes import select_backend
-
-        cfg = self.config
-        choice = select_backend(cfg.backend, cfg.device)
-        predictor = Predictor(
-            cfg.model, backend=choice.name, precision=cfg.precision, device=choice.device
+        given, self._given_source = self._given_source, None
+        stream = open_session(
+            self.config.session(), source=given, on_result=self._publish, on_end=self._ended
         )
         try:
             # Load the engines now: a broken model should fail here, not in the thread.
+            predictor = stream.predictor
             precision, device = predictor.precision, predictor.device
-            source = self._open_source()
         except BaseException:
-            predictor.close()
+            stream.close()
             raise
-        self._predictor, self._source = predictor, source
+        self._stream = stream
+        source = stream.source
+        self.synthetic = None
+        if isinstance(source, SyntheticSource):
+            scene = source.scene
+            self.synthetic = {
+                "seed": scene.seed,
+                "height": scene.size[0],
+                "width": scene.size[1],
+                "num_objects": scene.num_objects,
+                "fps": scene.fps,
+            }
         self._info = {
             "version": __version__,
             "model": predictor.card.model,
@@ -314,7 +296,7 @@ class StreamService:
             "device": device,
             "source": source.description,
         }
-        self.backend_reason = choice.reason
+        self.backend_reason = predictor.backend_reason
         self._state = "opened"
         log.info(
             "serving %s on %s (%s, %s) from %s",
@@ -325,69 +307,34 @@ class StreamService:
             source.description,
         )
 
-    def _open_source(self) -> FrameSource:
-        cfg = self.config
-        if self._given_source is not None:
-            source, self._given_source = self._given_source, None
-        elif cfg.synthetic:
-            # Paced in real time and read by the capture thread like a camera, so the
-            # page shows what a camera user would see (frames dropped when slow).
-            source = SyntheticSource(
-                seed=cfg.seed, size=cfg.synthetic_size, fps=cfg.synthetic_fps, realtime=True
-            )
-        else:
-            source = open_source(cfg.source, loop=cfg.loop, reconnect=cfg.reconnect)
-        if isinstance(source, SyntheticSource):
-            scene = source.scene
-            self.synthetic = {
-                "seed": scene.seed,
-                "height": scene.size[0],
-                "width": scene.size[1],
-                "num_objects": scene.num_objects,
-                "fps": scene.fps,
-            }
-        return source
-
     def start(self) -> None:
         """Open (if needed) and start the pipeline and broadcaster threads; idempotent."""
         if self._threads:
             return
         self.open()
-        predictor, source = self._predictor, self._source
-        if predictor is None or source is None:
+        stream = self._stream
+        if stream is None:
             raise InputError("StreamService: open() did not complete; see the error it raised")
-        cfg = self.config
-        tracker_cfg = cfg.tracker
-        if tracker_cfg.max_objects is None or tracker_cfg.max_objects > cfg.max_objects:
-            tracker_cfg = replace(tracker_cfg, max_objects=cfg.max_objects)
-        self._tracker = _ServerTracker(tracker_cfg)
-        self._pipeline = Pipeline(
-            source,
-            predictor,
-            self._tracker,
-            annotate=False,
-            stats_window=_STATS_WINDOW,
-            overlap=cfg.overlap,
-        )
         with self._lock:
             self._prompts.clear()
             self._stopping = False
             self._state = "running"
             self.error = None
         self._first_frame.clear()
-        self._threads = [
-            threading.Thread(target=self._run, name="samedge-serve-pipeline", daemon=True),
-            threading.Thread(target=self._broadcast, name="samedge-serve-broadcast", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        stream.start(name="samedge-serve-pipeline")
+        broadcaster = threading.Thread(
+            target=self._broadcast, name="samedge-serve-broadcast", daemon=True
+        )
+        self._threads = [broadcaster]
+        broadcaster.start()
 
     def stop(self) -> None:
         """Stop and join the threads, close the source and the model; idempotent."""
         with self._lock:
             self._stopping = True
-        if self._pipeline is not None:
-            self._pipeline.stop()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()  # joins the pipeline thread; closes the source and the model
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:
@@ -395,13 +342,6 @@ class StreamService:
             if t.is_alive():
                 log.warning("%s did not end within %.0f s", t.name, _JOIN_TIMEOUT_S)
         self._threads = []
-        if self._pipeline is not None:
-            self._pipeline.close()
-        elif self._source is not None:
-            self._source.close()
-        if self._predictor is not None:
-            self._predictor.close()
-        self._pipeline = self._source = self._predictor = None
         with self._lock:
             if self._state in ("running", "opened"):
                 self._state = "stopped"
@@ -450,39 +390,46 @@ class StreamService:
 
     # -- threads ----------------------------------------------------------------------
 
-    def _run(self) -> None:
-        pipeline = self._pipeline
-        if pipeline is None:  # stop() raced start(); nothing to run
-            return
-        state = "ended"
-        try:
-            with pipeline:
-                for result in pipeline:
-                    self._publish(result, pipeline)
-        except Exception as e:  # reported by /health and the page; the server stays up
-            self.error = e
-            state = "failed"
-            log.error("pipeline failed: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
+    @property
+    def stream(self) -> Stream | None:
+        """The running session (:func:`~samedge.session.open_session`); ``None``
+        before :meth:`open` and after :meth:`stop`."""
+        return self._stream
+
+    @property
+    def _tracker(self) -> Tracker | None:
+        stream = self._stream
+        return stream.tracker if stream is not None else None
+
+    def _ended(self, error: BaseException | None) -> None:
+        """The pipeline thread ended: the source ended, it failed, or stop() ended it."""
+        stream = self._stream
         with self._lock:
             if self._stopping:
                 state = "stopped"
+            elif error is not None:
+                self.error = error
+                state = "failed"
+            else:
+                state = "ended"
             self._state = state
-        if state == "ended":
-            log.info("the source ended: %s", pipeline.source.description)
+        if state == "ended" and stream is not None:
+            log.info("the source ended: %s", stream.source.description)
         with self._cond:
             self._cond.notify_all()
 
-    def _publish(self, result: FrameResult, pipeline: Pipeline) -> None:
-        counts = {"tracking": 0, "lost": 0, "pending": 0}
+    def _publish(self, result: FrameResult) -> None:
+        stream = self._stream
+        counts = {"tracking": 0, "lost": 0, "occluded": 0, "pending": 0}
         for obj in result.objects.values():
-            if obj.state is TrackState.LOST:
-                counts["lost"] += 1
+            if obj.state is not TrackState.TRACKING:
+                counts[obj.state.value] += 1
             else:
                 counts["tracking" if obj.mask is not None else "pending"] += 1
         self.metrics.observe_frame(
             result.timings,
             ended=time.perf_counter(),
-            dropped=pipeline.stats.dropped,
+            dropped=stream.pipeline.stats.dropped if stream is not None else 0,
             objects=counts,
         )
         with self._cond:
@@ -537,7 +484,7 @@ class StreamService:
     def source_status(self) -> SourceStatus | None:
         """Connection state of a source that reconnects (camera, URL); ``None`` for
         the others (files, folders, the synthetic scene), which cannot drop out."""
-        source = self._source
+        source = self._stream.source if self._stream is not None else None
         return source.status if isinstance(source, ReconnectingSource) else None
 
     def status_json(self, status: SourceStatus | None = None) -> dict[str, Any]:
@@ -554,7 +501,8 @@ class StreamService:
         return data
 
     def _alive(self) -> bool:
-        return bool(self._threads) and self._threads[0].is_alive()
+        stream = self._stream
+        return stream is not None and stream.running
 
     def _fan_out(self, result: FrameResult, subscribers: list[Subscriber]) -> None:
         jpeg = None
@@ -795,4 +743,7 @@ class StreamService:
 
     def threads(self) -> Iterator[threading.Thread]:
         """The service's live threads (for diagnostics and tests)."""
+        stream = self._stream
+        if stream is not None and stream.thread is not None and stream.thread.is_alive():
+            yield stream.thread
         yield from (t for t in self._threads if t.is_alive())

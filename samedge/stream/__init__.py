@@ -22,6 +22,10 @@ server and :func:`open_stream` reuse them:
 * :mod:`~samedge.stream.pipeline`: :class:`Pipeline` and its per-stage :class:`Stats`;
 * :mod:`~samedge.stream.demo`: :func:`run_demo`, what ``samedge run`` calls.
 
+A session (model -> source -> tracker -> pipeline) is opened in one place,
+:func:`samedge.session.open_session`; :func:`open_stream`, :func:`run_demo` and
+the server's :class:`~samedge.serve.StreamService` are thin layers on it.
+
 Example:
     >>> import samedge
     >>> from samedge import ObjectPrompt
@@ -37,7 +41,6 @@ import types
 from typing import Any
 
 from samedge.stream.api import Prompts, Stream, open_stream
-from samedge.stream.demo import DEFAULT_OUTPUT, RunConfig, RunReport, click_points, run_demo
 from samedge.stream.draw import color_for_id, draw_objects, draw_text_line
 from samedge.stream.pipeline import STAGES, FrameResult, Pipeline, Stats, StatsSummary
 from samedge.stream.reconnect import ReconnectingSource, ReconnectPolicy, SourceStatus
@@ -108,6 +111,18 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Stream:
         return open_stream(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # The demo is built on samedge.session, which is built on this package:
+        # importing it here, up front, would make `import samedge.session` circular.
+        if name in _DEMO:
+            from samedge.stream import demo
+
+            return getattr(demo, name)
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+
+
+_DEMO = frozenset({"DEFAULT_OUTPUT", "RunConfig", "RunReport", "click_points", "run_demo"})
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -4,8 +4,8 @@
 and a source and returns a :class:`Stream`: an iterator of
 :class:`~samedge.stream.FrameResult` (frame id, timestamp, image, and per
 object id its mask, box, score and tracking state). It is a thin layer over
-:class:`~samedge.stream.Pipeline` and :class:`~samedge.stream.Tracker`: the
-same loop that ``samedge run`` and ``samedge serve`` run.
+:func:`~samedge.session.open_session`, which ``samedge run`` and ``samedge
+serve`` open their sessions with too.
 
 Three ways to consume it:
 
@@ -46,15 +46,15 @@ from typing import TYPE_CHECKING
 from samedge.errors import InputError, PromptError
 from samedge.prompts import ObjectPrompt
 from samedge.stream.pipeline import FrameResult, Pipeline, StatsSummary
+from samedge.stream.reconnect import ReconnectPolicy
 from samedge.stream.sinks import CallbackSink, Sink
-from samedge.stream.sources import FrameSource, open_source
+from samedge.stream.sources import FrameSource
 from samedge.stream.tracking import TrackedObject, Tracker, TrackerConfig
 
 if TYPE_CHECKING:
     from samedge.predictor import Predictor
-    from samedge.stream.reconnect import ReconnectPolicy
 
-__all__ = ["Prompts", "Stream", "open_stream"]
+__all__ = ["Prompts", "Stream", "open_stream", "prompt_items"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,13 @@ Prompts = ObjectPrompt | Sequence[ObjectPrompt] | Mapping[int, ObjectPrompt] | N
 _JOIN_TIMEOUT_S = 15.0
 
 
-def _prompt_items(prompts: Prompts) -> list[tuple[int | None, ObjectPrompt]]:
+def prompt_items(prompts: Prompts) -> list[tuple[int | None, ObjectPrompt]]:
+    """``(object id or None, prompt)`` pairs from any accepted form of ``prompts``.
+
+    Raises:
+        InputError: a mapping key is not a positive int.
+        PromptError: ``prompts`` is of no accepted form.
+    """
     if prompts is None:
         return []
     if isinstance(prompts, ObjectPrompt):
@@ -95,7 +101,9 @@ class _FrameSize:
 
 
 class Stream:
-    """Per-frame segmentation results of a source; made by :func:`open_stream`.
+    """Per-frame segmentation results of a source; made by
+    :func:`~samedge.session.open_session` (through :func:`open_stream`,
+    ``samedge run`` and ``samedge serve``).
 
     Attributes:
         pipeline: The underlying :class:`~samedge.stream.Pipeline`.
@@ -116,8 +124,13 @@ class Stream:
         max_frames: int | None = None,
         annotate: bool = False,
         overlap: bool | None = None,
+        stats_window: int = 10_000,
+        on_result: Callable[[FrameResult], object] | None = None,
+        on_end: Callable[[BaseException | None], object] | None = None,
     ) -> None:
         self._closed = False
+        self._on_result = on_result
+        self._on_end = on_end
         self._owns_predictor = owns_predictor
         self.source = source
         self.predictor = predictor
@@ -138,6 +151,7 @@ class Stream:
             max_frames=max_frames,
             annotate=annotate,
             overlap=overlap,
+            stats_window=stats_window,
         )
 
     # -- consuming ------------------------------------------------------------------
@@ -181,22 +195,33 @@ class Stream:
         finally:
             self.close()
 
-    def start(self) -> Stream:
-        """Run the stream in a background thread (``samedge-stream``); results go
-        to the callback. Returns ``self``; :meth:`close` stops it, :meth:`wait`
-        waits for the end."""
+    def start(self, *, name: str = "samedge-stream") -> Stream:
+        """Run the stream in a background thread called ``name``; results go to
+        the callback and the sinks. Returns ``self``; :meth:`close` stops it,
+        :meth:`wait` waits for the end."""
         self._claim("start")
-        self._thread = threading.Thread(target=self._background, name="samedge-stream", daemon=True)
+        self._thread = threading.Thread(target=self._background, name=name, daemon=True)
         self._thread.start()
         return self
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread of a :meth:`start`-ed stream, ``None`` before."""
+        return self._thread
+
     def _background(self) -> None:
         try:
-            for _ in self.pipeline:
-                pass
+            for result in self.pipeline:
+                if self._on_result is not None:
+                    self._on_result(result)
         except Exception as e:  # handed to wait(); the thread must not die silently
             self.error = e
             log.error("stream failed: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
+        if self._on_end is not None:
+            try:
+                self._on_end(self.error)
+            except Exception:  # the owner's hook must not hide how the stream ended
+                log.exception("the stream's on_end hook failed")
 
     def wait(self, timeout: float | None = None) -> StatsSummary:
         """Wait for a :meth:`start`-ed stream to end; re-raises what ended it.
@@ -219,6 +244,19 @@ class Stream:
     def running(self) -> bool:
         """Whether a :meth:`start`-ed stream's thread is alive."""
         return self._thread is not None and self._thread.is_alive()
+
+    def add_sink(self, sink: Sink) -> None:
+        """Also hand every result to ``sink`` (owned: closed with the stream).
+
+        Raises:
+            InputError: the stream already started or is closed.
+        """
+        with self._lock:
+            if self._closed or self._iterated:
+                raise InputError(
+                    "Stream.add_sink: add sinks before the stream is iterated, run or started"
+                )
+            self.pipeline.sinks.append(sink)
 
     # -- prompts --------------------------------------------------------------------
 
@@ -385,44 +423,33 @@ def open_stream(
         ...     print(r.frame_id, r.objects[1].state.value, r.objects[1].box)
     """
     from samedge.predictor import Predictor
+    from samedge.session import SessionConfig, open_session
 
     given = source if isinstance(source, FrameSource) else None
     try:
-        # Arguments first, before a model loads or a camera opens.
-        if callback is not None and not callable(callback):
-            raise InputError(f"callback: got {type(callback).__name__}, expected a callable")
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames <= 0):
             raise InputError(f"max_frames: got {max_frames!r}, expected a positive int or None")
-        track = Tracker(tracker)
-        for object_id, prompt in _prompt_items(prompts):
-            track.add_prompt(prompt, object_id=object_id)
-        if isinstance(model, Predictor):
-            predictor, owns = model, False
-        else:
-            predictor = Predictor(model, backend=backend, precision=precision, device=device)
-            owns = True
+        config = SessionConfig(
+            source=None if given is not None else source,
+            model=model.model_dir if isinstance(model, Predictor) else model,
+            backend=backend,
+            precision=precision,
+            device=device,
+            frames=max_frames,
+            loop=loop,
+            tracker=tracker if tracker is not None else TrackerConfig(),
+            reconnect=reconnect if reconnect is not None else ReconnectPolicy(),
+            overlap=overlap,
+            annotate=annotate,
+        )
     except BaseException:
         if given is not None:
             given.close()  # owned from the call on, even when the call fails
         raise
-    frames: FrameSource | None = given
-    try:
-        if frames is None:
-            frames = open_source(source, loop=loop, reconnect=reconnect)  # type: ignore[arg-type]
-        sinks = [CallbackSink(callback)] if callback is not None else []
-        return Stream(
-            frames,
-            predictor,
-            track,
-            owns_predictor=owns,
-            sinks=sinks,
-            max_frames=max_frames,
-            annotate=annotate,
-            overlap=overlap,
-        )
-    except BaseException:
-        if frames is not None:
-            frames.close()
-        if owns:
-            predictor.close()
-        raise
+    return open_session(
+        config,
+        prompts,
+        predictor=model if isinstance(model, Predictor) else None,
+        source=given,
+        callback=callback,
+    )

@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from samedge.errors import InputError
-from samedge.stream.pipeline import FrameResult, Pipeline, StatsSummary
-from samedge.stream.reconnect import ReconnectPolicy
-from samedge.stream.sinks import CallbackSink, Sink, VideoSink
-from samedge.stream.sources import FrameSource, SyntheticSource, open_source
-from samedge.stream.tracking import Tracker, TrackerConfig, TrackState, deep_point
-
-if TYPE_CHECKING:
-    from samedge.predictor import Predictor
+from samedge.masks import deep_point, mask_iou
+from samedge.prompts import ObjectPrompt
+from samedge.session import SessionConfig, open_session
+from samedge.stream.memory import MemoryTracker
+from samedge.stream.pipeline import FrameResult, StatsSummary
+from samedge.stream.sinks import CallbackSink, VideoSink
+from samedge.stream.sources import SyntheticSource
+from samedge.stream.tracking import TrackState
 
 __all__ = ["DEFAULT_OUTPUT", "RunConfig", "RunReport", "TrackingEval", "click_points", "run_demo"]
 
@@ -44,53 +43,30 @@ _MIN_CLICK_AREA = 200
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """What ``samedge run`` does.
+class RunConfig(SessionConfig):
+    """What ``samedge run`` does: a :class:`~samedge.session.SessionConfig` (model,
+    source, tracker, frame loop; see there) plus the demo's prompts and video.
 
     Attributes:
-        source: ``--source`` spec (see :func:`~samedge.stream.open_source`);
-            ``None`` is the synthetic scene.
-        model: Model directory or built-in name.
-        backend: ``"auto"`` or a backend name.
-        precision: ``None`` (the model as it is) or one to insist on.
-        device: Backend device; ``None`` for the backend's best.
-        frames: Frames to process; ``None`` until the source ends (or Ctrl-C).
+        frames: Frames to process (default 150); ``None`` until the source
+            ends (or Ctrl-C).
         objects: On the synthetic scene, how many objects to click.
         points: One object per point ``(x, y)``, a positive click each.
         boxes: One object per box ``(x0, y0, x1, y1)``.
         output: Annotated video (``.mp4``...) or PNG-frame folder; ``None`` for none.
-        force: Replace an existing ``output``.
-        loop: Loop video files and image folders.
-        seed: Seed of the synthetic scene.
-        tracker: Re-prompting and loss thresholds.
-        reconnect: How a camera or stream that drops out is reopened.
-        overlap: Encode frame k+1 while frame k is decoded (see
-            :class:`~samedge.stream.Pipeline`); ``None`` for the default (on),
-            ``False`` runs the stages one after the other.
+        force: Replace an existing ``output`` (:data:`DEFAULT_OUTPUT` is
+            always replaced: it is the demo's own scratch file).
     """
 
-    source: str | int | None = None
-    model: str | os.PathLike[str] = "samedge_tiny"
-    backend: str = "auto"
-    precision: str | None = None
-    device: str | None = None
     frames: int | None = 150
     objects: int = 3
     points: tuple[tuple[float, float], ...] = ()
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     output: Path | None = DEFAULT_OUTPUT
     force: bool = False
-    loop: bool = False
-    seed: int = 0
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
-    overlap: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.overlap is not None and not isinstance(self.overlap, bool):
-            raise InputError(f"overlap: got {self.overlap!r}, expected True, False or None")
-        if self.frames is not None and self.frames <= 0:
-            raise InputError(f"frames: got {self.frames}, expected a positive int or None")
+        super().__post_init__()
         if self.objects < 0:
             raise InputError(f"objects: got {self.objects}, expected 0 or more")
         for p in self.points:
@@ -99,16 +75,6 @@ class RunConfig:
         for b in self.boxes:
             if len(b) != 4:
                 raise InputError(f"boxes: got {b!r}, expected (x0, y0, x1, y1)")
-        if not isinstance(self.reconnect, ReconnectPolicy):
-            raise InputError(
-                f"reconnect: got {type(self.reconnect).__name__}, expected a ReconnectPolicy"
-            )
-
-    @property
-    def synthetic(self) -> bool:
-        return self.source is None or (
-            isinstance(self.source, str) and self.source.strip().lower() == "synthetic"
-        )
 
 
 @dataclass(frozen=True)
@@ -132,6 +98,9 @@ class RunReport:
         lost: Objects lost at the end of the run.
         interrupted: The run was ended by Ctrl-C or SIGTERM.
         overlap: The encoder of the next frame ran while a frame was decoded.
+        tracker: Which tracker followed the objects (``"reprompt"`` or ``"memory"``).
+        signal: The signal that ended the run (``signal.SIGINT`` for Ctrl-C,
+            ``signal.SIGTERM``), ``None`` when it was not interrupted.
     """
 
     model: str
@@ -148,6 +117,8 @@ class RunReport:
     lost: int
     interrupted: bool
     overlap: bool = False
+    signal: int | None = None
+    tracker: str = "reprompt"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``samedge run --json``)."""
@@ -163,6 +134,12 @@ class RunReport:
             f"source:    {self.source}",
             f"backend:   {self.backend} ({self.backend_reason})",
             f"precision: {self.precision}, device {self.device}",
+            "tracker:   "
+            + (
+                "memory (SAM 2's memory bank)"
+                if self.tracker == "memory"
+                else "reprompt (each frame prompted from the previous mask)"
+            ),
             "pipeline:  "
             + (
                 "encoder of frame k+1 overlapped with decoding frame k"
@@ -229,10 +206,7 @@ class TrackingEval:
             if obj is None or obj.state is not TrackState.TRACKING or obj.mask is None:
                 self.ious[oid].append(0.0)
                 continue
-            gt = scene.masks[k]
-            inter = np.count_nonzero(gt & obj.mask)
-            union = np.count_nonzero(gt | obj.mask)
-            self.ious[oid].append(inter / union if union else 0.0)
+            self.ious[oid].append(mask_iou(scene.masks[k], obj.mask))
 
     def per_object(self) -> dict[int, float]:
         return {oid: float(np.mean(v)) for oid, v in self.ious.items() if v}
@@ -245,9 +219,10 @@ class TrackingEval:
 def run_demo(config: RunConfig | None = None) -> RunReport:
     """Run the tracking demo described by ``config`` and report on it.
 
-    Opens the model and the source, prompts the objects (clicked from the
-    ground truth on the synthetic scene, else ``config.points`` /
-    ``config.boxes``), runs the pipeline, and closes everything.
+    Opens a session (:func:`~samedge.session.open_session`), prompts the
+    objects (clicked from the ground truth on the synthetic scene, else
+    ``config.points`` / ``config.boxes``), runs it to the end, and closes
+    everything.
 
     Raises:
         InputError: a source other than the synthetic scene without prompts,
@@ -257,47 +232,25 @@ def run_demo(config: RunConfig | None = None) -> RunReport:
     Example:
         >>> print(run_demo(RunConfig(frames=30)).format())     # doctest: +SKIP
     """
-    from samedge.predictor import Predictor
-    from samedge.runtimes import select_backend
-
     config = config if config is not None else RunConfig()
-    user_prompts = bool(config.points or config.boxes)
-    if not config.synthetic and not user_prompts:
+    prompts = [ObjectPrompt(point_coords=[[x, y]], point_labels=[1]) for x, y in config.points]
+    prompts += [ObjectPrompt(box=list(box)) for box in config.boxes]
+    if not config.synthetic and not prompts:
         raise InputError(
             f"source {config.source!r}: no objects to track; only the synthetic scene can "
             "click objects itself. Give prompts with --point X,Y (repeatable, one object "
             "each) and/or --box X0,Y0,X1,Y1 (repeatable)"
         )
-    choice = select_backend(config.backend, config.device)
-    predictor = Predictor(
-        config.model, backend=choice.name, precision=config.precision, device=choice.device
+    session = replace(
+        config,
+        annotate=config.output is not None,
+        synthetic_objects=max(config.synthetic_objects, config.objects),
     )
-    try:
-        source = _open(config)
-        return _run(config, predictor, source, choice.reason)
-    finally:
-        predictor.close()
-
-
-def _open(config: RunConfig) -> FrameSource:
-    if config.synthetic:
-        return SyntheticSource(
-            seed=config.seed, size=(480, 640), num_objects=max(4, config.objects)
-        )
-    return open_source(config.source, loop=config.loop, reconnect=config.reconnect)
-
-
-def _run(config: RunConfig, predictor: Predictor, source: FrameSource, reason: str) -> RunReport:
-    tracker = Tracker(config.tracker)
-    sinks: list[Sink] = []
+    stream = open_session(session, prompts)
     evaluator: TrackingEval | None = None
     try:
-        if config.points or config.boxes:
-            for x, y in config.points:
-                tracker.add(point_coords=[[x, y]], point_labels=[1])
-            for box in config.boxes:
-                tracker.add(box=list(box))
-        elif isinstance(source, SyntheticSource):
+        source = stream.source
+        if not prompts and isinstance(source, SyntheticSource):
             scene = source.scene_at(0)
             clicks = click_points(scene.masks, scene.ids, config.objects)
             if len(clicks) < config.objects:
@@ -309,35 +262,32 @@ def _run(config: RunConfig, predictor: Predictor, source: FrameSource, reason: s
                 )
             truth = {}
             for sid, (x, y) in clicks:
-                truth[tracker.add(point_coords=[[x, y]], point_labels=[1])] = sid
+                truth[stream.add(ObjectPrompt(point_coords=[[x, y]], point_labels=[1]))] = sid
             evaluator = TrackingEval(source, truth)
-            sinks.append(CallbackSink(evaluator))
+            stream.add_sink(CallbackSink(evaluator))
+        video = None
         if config.output is not None:
             fps = source.fps if source.fps and math.isfinite(source.fps) else 30.0
             force = config.force or Path(config.output) == DEFAULT_OUTPUT
-            sinks.append(VideoSink(config.output, fps=fps, force=force))
+            video = VideoSink(config.output, fps=fps, force=force)
+            stream.add_sink(video)
+        predictor = stream.predictor
+        # Loaded before the first frame (a broken model fails here, not mid-video),
+        # and read now: the stream closes the model when it ends.
+        precision, device = predictor.precision, predictor.device
     except BaseException:
-        source.close()
+        stream.close()
         raise
-    pipeline = Pipeline(
-        source,
-        predictor,
-        tracker,
-        sinks=sinks,
-        max_frames=config.frames,
-        annotate=config.output is not None,
-        overlap=config.overlap,
-    )
-    summary = pipeline.run()
-    video = next((s for s in sinks if isinstance(s, VideoSink)), None)
-    objects = tracker.objects
+    summary = stream.run()
+    pipeline = stream.pipeline
+    objects = stream.objects
     return RunReport(
         model=f"{predictor.card.model} ({predictor.model_dir})",
         source=source.description,
         backend=predictor.backend_name,
-        backend_reason=reason,
-        precision=predictor.precision,
-        device=predictor.device,
+        backend_reason=predictor.backend_reason,
+        precision=precision,
+        device=device,
         objects=len(objects),
         stats=summary,
         output=video.description if video is not None else None,
@@ -346,4 +296,6 @@ def _run(config: RunConfig, predictor: Predictor, source: FrameSource, reason: s
         lost=sum(o.state is TrackState.LOST for o in objects.values()),
         interrupted=pipeline.interrupted,
         overlap=pipeline.overlap,
+        signal=pipeline.interrupted_by,
+        tracker="memory" if isinstance(stream.tracker, MemoryTracker) else "reprompt",
     )

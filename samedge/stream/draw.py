@@ -57,8 +57,8 @@ def draw_objects(
     """Overlay objects on an RGB frame and return the annotated BGR frame.
 
     Tracked objects get a translucent mask, an outline, a box and a label
-    ``"id score"``; lost objects a grey box at their last position labelled
-    ``"id lost"``.
+    ``"id score"``; lost and occluded objects a grey box at their last
+    position labelled ``"id lost"`` / ``"id occluded"``.
 
     Args:
         image: ``H×W×3`` uint8 RGB frame.
@@ -112,7 +112,7 @@ def draw_objects(
         x0, y0, x1, y1 = (round(v) for v in obj.box)
         if boxes or not tracking:
             cv2.rectangle(out, (x0, y0), (x1, y1), color, 1 if tracking else 2, cv2.LINE_AA)
-        label = f"{oid} {obj.score:.2f}" if tracking else f"{oid} lost"
+        label = f"{oid} {obj.score:.2f}" if tracking else f"{oid} {obj.state.value}"
         _label(out, label, (x0, y0), color)
     if text:
         draw_text_line(out, text)

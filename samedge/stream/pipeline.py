@@ -17,7 +17,8 @@ that keeps only the newest frame, so a slow model skips frames (counted as
 ``dropped``) instead of lagging. Files and the synthetic scene are read
 every frame, none skipped, so runs are reproducible.
 
-With ``overlap`` (the default for a :class:`~samedge.Predictor`), one worker
+With ``overlap`` (the default when a :class:`~samedge.Predictor`'s encoder runs
+off the CPU, e.g. on TensorRT or an OpenVINO GPU/NPU; off on a CPU), one worker
 thread reads frame k+1 and runs its encoder (``Predictor.encode``) while the
 loop decodes, tracks, draws and hands out frame k; the loop then installs
 k+1's embedding (``Predictor.set_embedding``) before tracking it. Results
@@ -383,7 +384,7 @@ class Pipeline:
         self.max_frames = max_frames
         self.annotate = annotate
         self.threaded = source.live if threaded is None else threaded
-        # On by default because it is safe: the worker runs only predictor.encode
+        # Safe whenever it is on: the worker runs only predictor.encode
         # (the encoder's backend object) and reads the source, the loop only
         # set_embedding and the tracker's predict_batch (the decoder's backend
         # object), one frame ahead at most. So no backend object, and no
@@ -396,6 +397,9 @@ class Pipeline:
         self.overlap = overlap
         self.stats = Stats(stats_window, warmup)
         self.interrupted = False
+        # Which signal ended a run() (SIGINT for Ctrl-C, SIGTERM), so the CLI can
+        # exit 128 + signal like any program a signal ended.
+        self.interrupted_by: int | None = None
         self._stop = threading.Event()
         self._worker: ThreadPoolExecutor | None = None
         self._reader: LatestFrameReader | None = None
@@ -535,6 +539,7 @@ class Pipeline:
                     pass
             except KeyboardInterrupt:
                 self.interrupted = True
+                self.interrupted_by = self.interrupted_by or signal.SIGINT
                 log.info("interrupted; stopping")
             finally:
                 self.close()
@@ -592,6 +597,7 @@ def _stop_on_sigterm(pipeline: Pipeline) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         log.info("SIGTERM received; stopping after the current frame")
         pipeline.interrupted = True
+        pipeline.interrupted_by = signal.SIGTERM
         pipeline.stop()
 
     signal.signal(signal.SIGTERM, handler)

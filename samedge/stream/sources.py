@@ -25,6 +25,7 @@ import functools
 import logging
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGE_EXTENSIONS",
     "RECENT_SCENES",
+    "SYNTHETIC",
     "Frame",
     "FrameSource",
     "ImageFolderSource",
@@ -52,6 +54,7 @@ __all__ = [
     "PushSource",
     "SyntheticSource",
     "VideoCaptureSource",
+    "is_synthetic",
     "jetson_csi_pipeline",
     "open_source",
 ]
@@ -538,6 +541,22 @@ def jetson_csi_pipeline(
     )
 
 
+SYNTHETIC = "synthetic"
+"""The ``--source`` spec of the built-in moving scene (any case, surrounding spaces allowed)."""
+
+
+def is_synthetic(spec: object) -> bool:
+    """Whether a source spec names the built-in moving scene (``None`` does too).
+
+    The one test of "is this the synthetic scene" for every command and config.
+
+    Example:
+        >>> is_synthetic(None), is_synthetic(" Synthetic "), is_synthetic("0")
+        (True, True, False)
+    """
+    return spec is None or (isinstance(spec, str) and spec.strip().lower() == SYNTHETIC)
+
+
 def open_source(
     spec: str | int | os.PathLike[str] | None,
     *,
@@ -576,7 +595,7 @@ def open_source(
         >>> with open_source("synthetic") as src:        # doctest: +SKIP
         ...     frame = src.read()
     """
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "synthetic"):
+    if is_synthetic(spec):
         return SyntheticSource(seed=0, size=(480, 640))
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
         raise InputError(
@@ -611,11 +630,36 @@ def open_source(
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             return ImageFolderSource(path, loop=loop)
         return _open_file(path, loop=loop)
+    if path.exists():
+        # /dev/null, a fifo, a socket: there, but not something frames come from.
+        raise SourceError(
+            f"source {str(spec)!r}: exists but is {_kind(path)}, not a video file, an "
+            "image or a folder of images; for a camera pass its index (0 for /dev/video0)"
+        )
+    if path.is_symlink():
+        raise SourceError(
+            f"source {str(spec)!r}: is a symbolic link to {os.readlink(path)!r}, which does "
+            "not exist"
+        )
     raise SourceError(
         f"source {str(spec)!r}: not found; tried it as 'synthetic', a camera index (digits), "
         "a GStreamer pipeline (contains '!'), a stream URL (rtsp://, http(s)://) and a file or "
         f"folder path ({path.resolve()} does not exist)"
     )
+
+
+def _kind(path: Path) -> str:
+    """What a path that is neither a file nor a folder is, in words."""
+    mode = path.stat().st_mode
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (fifo)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def _reconnecting(opener: Callable[[], FrameSource], policy: ReconnectPolicy | None) -> FrameSource:

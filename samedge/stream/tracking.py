@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-import cv2
 import numpy as np
 
 from samedge.errors import InputError, PromptError
+from samedge.masks import Box, deep_point, drop_fragments, mask_box, mask_iou
 from samedge.prompts import ObjectPrompt
 
 __all__ = [
@@ -51,8 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Box = tuple[float, float, float, float]
 
 
 class PredictorLike(Protocol):
@@ -74,6 +72,9 @@ class TrackState(str, enum.Enum):
 
     TRACKING = "tracking"
     LOST = "lost"
+    # Memory tracking (samedge.stream.memory): the model says the object is not in
+    # this frame (hidden or out of view); it is still followed and comes back.
+    OCCLUDED = "occluded"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ class TrackerConfig:
         max_overlap: When two re-prompted objects' masks overlap by more than
             this IoU, one has drifted onto the other: the one whose mask moved
             more from its own previous mask is lost. 1 disables the check.
+        drop_unfit_prompts: A new prompt that does not fit the frame (checked
+            when it arrived, but the camera changed resolution since) is dropped
+            with a warning instead of raising :class:`PromptError` from
+            :meth:`Tracker.step`; a long-running server sets it, so one stale
+            prompt cannot end its pipeline.
 
     Defaults measured with the first shipped samedge_tiny on the synthetic
     scene (seeds 0-5, 60 frames, 3 clicked objects each; mIoU against the
@@ -130,6 +136,7 @@ class TrackerConfig:
     min_fragment: float = 0.1
     negative_points: bool = True
     max_overlap: float = 0.8
+    drop_unfit_prompts: bool = False
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.min_score) or not -1.0 <= self.min_score <= 1.0:
@@ -433,14 +440,21 @@ class Tracker:
                 if entry.prompt is not None:
                     try:
                         entry.prompt.check_inside(frame_size, f"object {oid}")
-                    except PromptError:
+                    except PromptError as e:
                         entry.prompt = None
                         if entry.mask is None:
                             # A brand-new object whose only prompt is unusable: drop it.
                             del self._entries[oid]
-                        raise
+                        if not self.config.drop_unfit_prompts:
+                            raise
+                        log.warning("dropped a prompt that does not fit the current frame: %s", e)
+                if entry.prompt is not None:
                     prompt, is_fresh = entry.prompt, True
-                elif entry.state is TrackState.TRACKING and entry.mask is not None:
+                elif (
+                    oid in self._entries
+                    and entry.state is TrackState.TRACKING
+                    and entry.mask is not None
+                ):
                     others = [pt for k, pt in deep.items() if k != oid]
                     prompt, is_fresh = self._reprompt(entry, frame_size, others), False
                 else:
@@ -581,47 +595,15 @@ class Tracker:
 def _mask_iou(
     mask_a: np.ndarray | None, box_a: Box | None, mask_b: np.ndarray | None, box_b: Box | None
 ) -> float:
-    """IoU of two masks, computed on their boxes' union only (0 if the boxes are disjoint)."""
+    """IoU of two objects' masks; 0 when either has none (a lost object matches nothing)."""
     if box_a is None or box_b is None or mask_a is None or mask_b is None:
         return 0.0
-    ax0, ay0, ax1, ay1 = (int(v) for v in box_a)
-    bx0, by0, bx1, by1 = (int(v) for v in box_b)
+    ax0, ay0, ax1, ay1 = box_a
+    bx0, by0, bx1, by1 = box_b
     if ax1 < bx0 or bx1 < ax0 or ay1 < by0 or by1 < ay0:
-        return 0.0
-    x0, y0, x1, y1 = min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
-    ma = mask_a[y0 : y1 + 1, x0 : x1 + 1]
-    mb = mask_b[y0 : y1 + 1, x0 : x1 + 1]
-    union = np.count_nonzero(ma | mb)
-    return np.count_nonzero(ma & mb) / union if union else 0.0
-
-
-def mask_box(mask: np.ndarray) -> Box:
-    """XYXY box of a non-empty bool mask, inclusive pixel indices (SAM's convention)."""
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
-    if w == 0 or h == 0:
-        raise InputError("mask_box: the mask is empty")
-    return (float(x), float(y), float(x + w - 1), float(y + h - 1))
-
-
-def drop_fragments(mask: np.ndarray, min_fraction: float) -> np.ndarray:
-    """``mask`` without the connected parts smaller than ``min_fraction`` of its largest.
-
-    Returns ``mask`` itself when nothing is dropped (or it is empty).
-    """
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
-    if w == 0 or h == 0:
-        return mask
-    crop = np.ascontiguousarray(mask[y : y + h, x : x + w]).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-    if n <= 2:  # background + one part
-        return mask
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= min_fraction * areas.max()) + 1
-    if len(keep) == n - 1:
-        return mask
-    out = np.zeros_like(mask, dtype=bool)
-    out[y : y + h, x : x + w] = np.isin(labels, keep)
-    return out
+        return 0.0  # disjoint boxes: no common pixel, skip counting
+    within = (min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1))
+    return mask_iou(mask_a, mask_b, within=within)
 
 
 def expand_box(box: Box, margin: float, frame_size: tuple[int, int]) -> np.ndarray:
@@ -633,30 +615,3 @@ def expand_box(box: Box, margin: float, frame_size: tuple[int, int]) -> np.ndarr
     return np.array(
         [max(0.0, x0 - dx), max(0.0, y0 - dy), min(float(w), x1 + dx), min(float(h), y1 + dy)]
     )
-
-
-def deep_point(mask: np.ndarray, box: Box | None = None) -> tuple[float, float]:
-    """A mask pixel farthest from the mask's border (max of its distance transform).
-
-    Among near-equal maxima (the ridge of a bar or an ellipse) the one nearest
-    the ridge's middle is taken.
-
-    Args:
-        mask: ``H×W`` bool, not empty.
-        box: The mask's box, to work on the crop only (faster); computed if ``None``.
-
-    Returns:
-        ``(x, y)`` pixel indices of the deepest point.
-    """
-    if box is None:
-        box = mask_box(mask)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    # A one-pixel border so the frame edge counts as outside the object.
-    crop = np.pad(np.asarray(mask, bool)[y0 : y1 + 1, x0 : x1 + 1], 1).view(np.uint8)
-    # The 5×5 approximation is within a few percent of the exact distance and twice as fast.
-    dist = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_5)
-    # Elongated shapes have a ridge of (nearly) equal maxima; argmax alone would take
-    # its first pixel, near one end. Take the ridge pixel nearest the ridge's middle.
-    ys, xs = np.nonzero(dist >= float(dist.max()) - 1.0)
-    i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
-    return (float(x0 + xs[i] - 1), float(y0 + ys[i] - 1))

@@ -66,36 +66,6 @@ def test_failed_jobs_are_recorded_and_a_rewritten_model_is_flagged(tmp_path, mon
     assert "changed during the run" in errors[-1]
 
 
-def test_peers_without_samexporter_env_still_run_the_others(tmp_path, monkeypatch):
-    import samedge.bench.peers as peers_module
-    from samedge.bench.peers import PeerSkip, PeersReport
-    from samedge.bench.records import Measurement, Timing
-    from samedge.errors import BackendUnavailableError
-
-    asked: list[list[str]] = []
-    row = Measurement(suite="pytorch", model="mobile_sam", backend="torch", precision="fp32",
-                      part="encoder", timing=Timing.from_seconds([0.5] * 3), device="CPU",
-                      note="engine: image_encoder")  # fmt: skip
-
-    def fake_report(models, *, peers, **kwargs):
-        asked.append(list(peers))
-        if "samexporter" in peers:
-            raise BackendUnavailableError("no samexporter environment: run setup-samexporter")
-        skip = PeerSkip("openvino-notebook", "mobile_sam", "nncf failed", "int8")
-        return PeersReport((row,), (skip,), {}, {})
-
-    monkeypatch.setattr(peers_module, "run_peers_report", fake_report)
-    model = run_module.BenchModel("mobile_sam", tmp_path, "fp32", "random weights")
-    failures: list[dict[str, str]] = []
-    rows = run_module._run_peers([model], BenchConfig(), 2, tmp_path, failures)
-    assert rows == [row]
-    assert asked == [list(peers_module.PEERS), ["pytorch", "openvino-notebook"]]
-    assert failures[0]["what"] == "peers/samexporter"
-    assert "setup-samexporter" in failures[0]["error"]
-    assert failures[1] == {"what": "peers/openvino-notebook/mobile_sam/int8",
-                           "error": "nncf failed"}  # fmt: skip
-
-
 def test_the_fastest_of_repeated_peak_measurements_is_kept(monkeypatch):
     from samedge.bench.peak import PeakJob, PeakRate
     from samedge.bench.records import Timing

@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from samedge.model_dir import ModelCard, write_model_card
+from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
 __all__ = ["SENSITIVE_NODE", "TOY_CARD", "write_sensitive_model"]
 
@@ -25,8 +26,8 @@ SENSITIVE_NODE = "/sensitive/Conv"
 TOY_CARD = ModelCard(
     model="toy_sensitive",
     image_size=32,
-    pixel_mean=(123.675, 116.28, 103.53),
-    pixel_std=(58.395, 57.12, 57.375),
+    pixel_mean=SAM_PIXEL_MEAN,
+    pixel_std=SAM_PIXEL_STD,
     embedding_shape=(8, 8, 8),
     num_mask_outputs=4,
 )

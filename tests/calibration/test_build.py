@@ -21,8 +21,10 @@ from samedge import Predictor
 from samedge._io import claim_output, sha256_file
 from samedge.calibration import (
     BuildConfig,
+    BuildReport,
     GateConfig,
     GateError,
+    GateKind,
     Precision,
     build,
     failed_report_path,
@@ -30,6 +32,7 @@ from samedge.calibration import (
 )
 from samedge.cli import main
 from samedge.errors import InputError, ModelDirError, OutputExistsError
+from samedge.masks import mask_iou
 from samedge.model_dir import read_model_dir
 from tests.calibration._toy import SENSITIVE_NODE, write_sensitive_model
 
@@ -75,6 +78,10 @@ def test_fp16_build_loads_everywhere_and_records_its_report(
     assert card.details["report"]["passed"] is True
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["fp16_blocked"]["encoder"]["LayerNormalization"] > 0
+    # The report reads itself back, typed, and carries no path.
+    assert BuildReport.from_dict(on_disk).to_dict() == on_disk == report.to_dict()
+    assert str(out) not in json.dumps(on_disk)
+    assert BuildReport.from_dict(card.details["report"]).passed
     meta = {p.key: p.value for p in onnx.load(str(out / "encoder.onnx")).metadata_props}
     assert json.loads(meta["samedge.precision"]) == "fp16"
     assert "samedge.calibration" in meta
@@ -93,9 +100,7 @@ def test_fp16_and_int8_builds_run_on_openvino(
                                                     speed_runs=0))  # fmt: skip
         ov = _predict(out, "openvino")
         ort = _predict(out, "onnxruntime")
-        inter = np.count_nonzero(ov & ort)
-        union = max(np.count_nonzero(ov | ort), 1)
-        assert inter / union > 0.8
+        assert mask_iou(ov.reshape(-1, ov.shape[-1]), ort.reshape(-1, ort.shape[-1])) > 0.8
 
 
 def test_int8_build_is_a_predictor_model_dir(
@@ -107,8 +112,8 @@ def test_int8_build_is_a_predictor_model_dir(
     assert {p.name: sha256_file(p) for p in reduced_sam_dir.dir.iterdir()} == before
     assert report.passed
     assert report.precision == "int8"
-    assert report.calibration["method"] == "nncf"
-    assert report.calibration["qdq"]["weights_per_tensor"] == 0
+    assert report.calibration.method == "nncf"
+    assert report.calibration.qdq["weights_per_tensor"] == 0
     assert report.decoder_precision == "fp32"
     card = read_model_dir(out)
     assert card.precision == "int8"
@@ -139,6 +144,11 @@ def test_gate_failure_writes_no_model(reduced_sam_dir: ExportedModel, tmp_path: 
     data = json.loads(failed.read_text())
     assert data["passed"] is False
     assert data["gate_reasons"]
+    failing = BuildReport.from_dict(data)
+    # The gate's message says which gate, what it missed and what was measured.
+    assert str(info.value).startswith(failing.failure())
+    assert "(fp32: mean mask IoU" in str(info.value)
+    assert f"worst {failing.fidelity.worst_iou:.4f}" in str(info.value)
     assert [p.name for p in tmp_path.iterdir()] == [failed.name]
 
 
@@ -155,12 +165,12 @@ def test_layer_fallback_rescues_a_sensitive_layer(tmp_path: Path) -> None:
                                                           gate=gate))  # fmt: skip
     assert report.passed
     assert report.fallback is not None
-    assert report.fallback["kept"] == [SENSITIVE_NODE]
-    top = report.fallback["sensitivity"][0]
-    assert top["node"] == SENSITIVE_NODE
-    assert top["gain_db"] > 10
-    assert report.fallback["without_fallback"]["mean_iou"] < 0.9
-    assert report.fallback["speed_ms"]  # the speed it cost is measured and reported
+    assert report.fallback.kept == (SENSITIVE_NODE,)
+    top = report.fallback.sensitivity[0]
+    assert top.node == SENSITIVE_NODE
+    assert top.gain_db > 10
+    assert report.fallback.without_fallback.mean_iou < 0.9
+    assert report.fallback.speed_ms  # the speed it cost is measured and reported
     model = onnx.load(str(tmp_path / "rescued" / "encoder.onnx"))
     dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     sensitive = next(n for n in model.graph.node if n.name == SENSITIVE_NODE)
@@ -246,7 +256,7 @@ def test_cli_build_end_to_end(
     err = capsys.readouterr().err
     assert code == 1
     assert not bad.exists()
-    assert "gate (fp32) FAILED" in err  # no ground truth for this model: the fp32 gate
+    assert "missed its accuracy gate (fp32: " in err  # no ground truth here: the fp32 gate
     assert "missed its accuracy gate" in err
     assert main([*args, *fast]) == 1  # exists without --force
     assert "--force" in capsys.readouterr().err
@@ -261,15 +271,15 @@ def test_auto_picks_a_passing_candidate_and_says_why(
     report = build(reduced_sam_dir.dir, out, config)
     assert report.passed
     assert report.decision
-    names = [c["precision"] for c in report.candidates]
+    names = [c.precision for c in report.candidates]
     assert names[0] == "fp32"
     assert "int8" in names
     # Rows are rounded to 0.01 ms, so two candidates can tie in the table:
     # the chosen one must be (one of) the fastest that passed.
-    fastest_ms = min(c["latency_ms"] for c in report.candidates if c["passed"])
-    chosen = next(c for c in report.candidates if c["precision"] == report.precision)
-    assert chosen["passed"]
-    assert chosen["latency_ms"] == fastest_ms
+    fastest_ms = min(c.latency_ms for c in report.candidates if c.passed)
+    chosen = next(c for c in report.candidates if c.precision == report.precision)
+    assert chosen.passed
+    assert chosen.latency_ms == fastest_ms
     assert read_model_dir(out).precision == report.precision
 
 
@@ -283,22 +293,22 @@ def test_samedge_tiny_report_has_ground_truth_miou(tmp_path: Path) -> None:
     anything = GateConfig(min_mean_iou=0.0, min_p5_iou=0.0)
     config = BuildConfig(frames=4, heldout=1, speed_runs=0, eval_scenes=3, gate=anything)
     report = build(tiny, tmp_path / "tiny_int8", config)
-    assert report.gate["applied"] == "fp32"
-    assert "explicitly" in report.gate["why"]
+    assert report.gate.kind is GateKind.FP32
+    assert "explicitly" in report.gate.why
     gt = report.ground_truth
     assert gt is not None
-    assert gt["scenes"] == 3
-    assert gt["objects"] > 0
-    assert set(gt["fp32"]) == set(gt["build"]) >= {"click", "box"}
+    assert gt.scenes == 3
+    assert gt.objects > 0
+    assert set(gt.fp32) == set(gt.build) >= {"click", "box"}
     on_disk = json.loads((tmp_path / "tiny_int8" / "report.json").read_text())
-    assert on_disk["ground_truth"]["build"] == gt["build"]
+    assert on_disk["ground_truth"]["build"] == gt.build
     # Masks that cannot match fp32 closely enough: the failing report still has
     # the ground truth; the ground-truth gate, when asked for, accepts the build.
     strict = GateConfig(min_mean_iou=1.0, min_p5_iou=1.0)
     failing = replace(config, fallback=False, gate=strict)
     with pytest.raises(GateError) as info:
         build(tiny, tmp_path / "strict", failing)
-    assert info.value.report["ground_truth"]["fp32"] == gt["fp32"]
+    assert info.value.report["ground_truth"]["fp32"] == gt.fp32
     lenient = replace(failing, gate=replace(strict, max_gt_miou_drop=1.0))
     accepted = build(tiny, tmp_path / "by_gt", lenient)
     assert accepted.passed
@@ -307,10 +317,10 @@ def test_samedge_tiny_report_has_ground_truth_miou(tmp_path: Path) -> None:
 
 def test_gate_config_picks_ground_truth_where_there_is_some() -> None:
     default = GateConfig()
-    assert default.applies(has_ground_truth=True)[0] == "ground_truth"
-    assert default.applies(has_ground_truth=False)[0] == "fp32"
+    assert default.applies(has_ground_truth=True)[0] is GateKind.GROUND_TRUTH
+    assert default.applies(has_ground_truth=False)[0] is GateKind.FP32
     # Explicit fp32 thresholds win over the ground-truth default.
-    assert GateConfig(min_p5_iou=0.8).applies(has_ground_truth=True)[0] == "fp32"
+    assert GateConfig(min_p5_iou=0.8).applies(has_ground_truth=True)[0] is GateKind.FP32
     assert default.to_dict() == {
         "min_mean_iou": 0.95,
         "min_p5_iou": 0.85,
@@ -364,12 +374,12 @@ def test_a_model_with_ground_truth_is_gated_on_it_by_default(
     monkeypatch.setattr(build_module, "_miou", _fake_miou(toy, [0.005], calls))
     report = build(toy, tmp_path / "within", config, frames=frames)
     assert report.passed
-    assert report.gate["applied"] == "ground_truth"
-    assert "ground truth" in report.gate["why"]
-    assert report.gate["max_gt_miou_drop"] == 0.01
+    assert report.gate.kind is GateKind.GROUND_TRUTH
+    assert "ground truth" in report.gate.why
+    assert report.gate.max_gt_miou_drop == 0.01
     assert report.ground_truth is not None
-    assert report.ground_truth["build"] == {"click": 0.595, "box": 0.695}
-    assert report.ground_truth["gate"] == "passed"
+    assert report.ground_truth.build == {"click": 0.595, "box": 0.695}
+    assert str(report.gate.ground_truth) == "passed"
     assert report.fidelity.mean_iou < 0.95  # measured and reported, not gating:
     assert report.gate_reasons[0].startswith("vs fp32 (reported, not gating): mean mask IoU")
     summary = report.summary()
@@ -387,12 +397,12 @@ def test_a_model_with_ground_truth_is_gated_on_it_by_default(
     # Explicit fp32 thresholds win: the fp32 gate decides, and passes it.
     explicit = replace(fp16, gate=GateConfig(min_mean_iou=0.5, min_p5_iou=0.0))
     report = build(toy, tmp_path / "explicit", explicit, frames=frames)
-    assert report.gate["applied"] == "fp32"
+    assert report.gate.kind is GateKind.FP32
     assert report.passed
     assert report.ground_truth is not None  # still measured and reported
     # Without ground-truth scenes there is nothing to gate on but fp32.
     report = build(toy, tmp_path / "no_scenes", replace(fp16, eval_scenes=0), frames=frames)
-    assert report.gate["applied"] == "fp32"
+    assert report.gate.kind is GateKind.FP32
     assert report.ground_truth is None
 
 
@@ -408,11 +418,11 @@ def test_ground_truth_gate_rejudges_the_layer_fallback(
     config = BuildConfig(frames=8, heldout=2, speed_runs=0, eval_scenes=2)
     report = build(toy, tmp_path / "rescued", config, frames=frames)
     assert report.passed
-    assert report.gate["applied"] == "ground_truth"
+    assert report.gate.kind is GateKind.GROUND_TRUTH
     assert report.fallback is not None
-    assert report.fallback["kept"] == [SENSITIVE_NODE]
+    assert report.fallback.kept == (SENSITIVE_NODE,)
     assert report.ground_truth is not None
-    assert report.ground_truth["build"] == report.ground_truth["fp32"]
+    assert report.ground_truth.build == report.ground_truth.fp32
     assert calls == ["toy", "candidate1", "candidate2"]  # fp32 measured once
 
 

@@ -161,3 +161,33 @@ def test_fp16_decoder_keeps_heads_fp32_and_float_outputs(
     assert outputs == {"low_res_masks": TensorProto.FLOAT, "iou_predictions": TensorProto.FLOAT}
     inits = {i.data_type for i in model.graph.initializer}
     assert TensorProto.FLOAT16 in inits
+
+
+def test_an_output_read_inside_the_graph_feeds_fp16_readers(tmp_path: Path) -> None:
+    # SAM-HQ's encoder: image_embeddings is a graph output and the input of a converted
+    # ConvTranspose. The converter's float32 output Cast must not feed the fp16 reader.
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["emb"], name="first"),
+            helper.make_node("MatMul", ["emb", "w2"], ["extra"], name="second"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [
+            helper.make_tensor_value_info("emb", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("extra", TensorProto.FLOAT, [2, 3]),
+        ],
+        [w1, w2],
+    )
+    src, dst = tmp_path / "g.onnx", tmp_path / "g16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    convert_fp16(src, dst, [{"x": x}], Fp16Config(optimize=False))
+    emb, extra = cpu_session(dst).run(None, {"x": x})  # loads: no mixed-type node
+    assert emb.dtype == extra.dtype == np.float32
+    np.testing.assert_allclose(
+        extra, (x @ numpy_helper.to_array(w1)) @ numpy_helper.to_array(w2), rtol=2e-2, atol=2e-2
+    )

@@ -15,13 +15,14 @@ from samedge.calibration.frames import (
 )
 from samedge.errors import InputError
 from samedge.model_dir import ModelCard
+from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from samedge.preprocess import preprocess_image
 
 CARD = ModelCard(
     model="toy",
     image_size=64,
-    pixel_mean=(123.675, 116.28, 103.53),
-    pixel_std=(58.395, 57.12, 57.375),
+    pixel_mean=SAM_PIXEL_MEAN,
+    pixel_std=SAM_PIXEL_STD,
     embedding_shape=(8, 16, 16),
 )
 
@@ -141,3 +142,17 @@ def test_calibration_errors_live_in_samedge_errors() -> None:
     assert errors.__doc__ is not None
     assert "CalibrationDataError" in errors.__doc__
     assert "GateError" in errors.__doc__
+
+
+def test_frame_counts_are_bounded_before_anything_is_read() -> None:
+    """`build --frames 100000000` was accepted and grew memory until the machine gave out."""
+    from samedge._frames import MAX_FRAMES
+    from samedge.calibration import BuildConfig
+
+    with pytest.raises(InputError, match=f"frames: got 100000000, expected at most {MAX_FRAMES}"):
+        BuildConfig(frames=100_000_000)
+    with pytest.raises(InputError, match="heldout: got 5000"):
+        BuildConfig(heldout=5000)
+    with pytest.raises(InputError, match="at most"):
+        read_frames("synthetic", MAX_FRAMES + 1)
+    assert BuildConfig(frames=MAX_FRAMES).frames == MAX_FRAMES

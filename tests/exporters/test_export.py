@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("torch")
 
 from samedge._io import sha256_file
-from samedge._onnx_meta import read_onnx_metadata
 from samedge.errors import InputError, ModelDirError, ParityError, UnknownNameError
 from samedge.exporters import ExportConfig, export_model, verify_export
 from samedge.exporters.graphs import PORTABLE_OPS
 from samedge.model_dir import read_model_dir
+from samedge.runtimes._graph import read_onnx_metadata
 from tests._factories import ExportedModel, save_random_checkpoint
 
 ort = pytest.importorskip("onnxruntime")

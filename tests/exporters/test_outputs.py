@@ -13,12 +13,12 @@ import onnx
 import onnxruntime as ort
 
 from samedge import cli, models
-from samedge._onnx_meta import read_onnx_metadata
 from samedge.errors import ExportError, InputError, OutputExistsError
 from samedge.exporters import ExportConfig, export_decoder, export_encoder, export_model
 from samedge.exporters import export as export_module
 from samedge.exporters.graphs import check_ops
 from samedge.model_dir import read_model_dir
+from samedge.runtimes._graph import read_onnx_metadata
 from tests._factories import ExportedModel
 
 QUIET = ExportConfig(progress=False)
@@ -45,7 +45,8 @@ def test_existing_output_is_refused_and_untouched(
 def test_force_replaces_existing_output(reduced_sam_dir: ExportedModel, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("old")
+    (out / "samedge.json").write_text("{}")  # a model directory samedge wrote
+    (out / "old.onnx").write_text("old")
     export_model(reduced_sam_dir.spec, reduced_sam_dir.checkpoint, out, config=FAST, force=True)
     assert sorted(p.name for p in out.iterdir()) == [
         "decoder.onnx",
@@ -53,6 +54,19 @@ def test_force_replaces_existing_output(reduced_sam_dir: ExportedModel, tmp_path
         "samedge.json",
     ]
     assert read_model_dir(out).model == "sam_reduced"
+    assert _leftovers(tmp_path) == []
+
+
+def test_force_refuses_a_directory_samedge_did_not_write(
+    reduced_sam_dir: ExportedModel, tmp_path: Path
+) -> None:
+    """--force used to delete everything in the output, the user's files included."""
+    out = tmp_path / "out"
+    (out / "photos").mkdir(parents=True)
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"no samedge\.json, so samedge did not write it"):
+        export_model(reduced_sam_dir.spec, reduced_sam_dir.checkpoint, out, config=FAST, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "photos"]
     assert _leftovers(tmp_path) == []
 
 
@@ -96,7 +110,7 @@ def test_failure_mid_export_leaves_nothing_half_written(
     out = tmp_path / "out"
     if existing:
         out.mkdir()
-        (out / "keep.txt").write_text("old")
+        (out / "samedge.json").write_text("old")
     written = []
 
     def fail_after_encoder(*args: object, **kwargs: object) -> None:
@@ -111,7 +125,7 @@ def test_failure_mid_export_leaves_nothing_half_written(
         )
     assert "encoder.onnx" in written
     if existing:
-        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+        assert [p.name for p in out.iterdir()] == ["samedge.json"]
     else:
         assert not out.exists()
     assert _leftovers(tmp_path) == []

@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
 __all__ = [
     "BIAS",
     "W",
@@ -199,8 +201,8 @@ def contract_model_dir(
     card = ModelCard(
         model="mobile_sam",
         image_size=image_size,
-        pixel_mean=(123.675, 116.28, 103.53),
-        pixel_std=(58.395, 57.12, 57.375),
+        pixel_mean=SAM_PIXEL_MEAN,
+        pixel_std=SAM_PIXEL_STD,
         embedding_shape=embedding,
     )
     write_model_card(directory, card)

@@ -12,6 +12,7 @@ import pytest
 from samedge import _io
 from samedge.errors import EngineCacheError, InputError
 from samedge.runtimes import CacheKey, EngineCache, default_cache_root
+from samedge.runtimes.cache import OV_ENTRY_NAME, clear_cache, list_cache
 from tests.runtimes._graphs import matmul_add, qdq
 
 BLOB = b"\x00engine bytes\xff" * 1000
@@ -217,3 +218,70 @@ def test_subdir_is_created(tmp_path: Path) -> None:
     assert path == tmp_path / "root" / "openvino"
     assert path.is_dir()
     assert os.access(path, os.W_OK)
+
+
+def test_list_and_clear_cache(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    cache = EngineCache(root)
+    enc = tmp_path / "enc.onnx"
+    matmul_add(enc)
+    key = cache.key(enc, precision="fp16", backend="tensorrt", backend_version="10", device="Orin")
+    cache.put(key, b"engine" * 100, model="mobile_sam")
+    ov_entry = root / "openvino" / "abc123"
+    ov_entry.mkdir(parents=True)
+    (ov_entry / "blob1.blob").write_bytes(b"x" * 50)
+    (ov_entry / OV_ENTRY_NAME).write_text(
+        json.dumps(
+            {
+                "model": "sam_vit_b",
+                "graph": "encoder.onnx",
+                "key": {"device": "CPU", "inference_precision": "default", "openvino": "2026"},
+            }
+        )
+    )
+    legacy = root / "openvino" / "123456789.blob"  # an older samedge's shared directory
+    legacy.write_bytes(b"old")
+    timing = cache.subdir("tensorrt") / "timing-10.3-sm87-Orin.cache"  # TensorRT's builder
+    timing.write_bytes(b"t" * 10)
+    entries = list_cache(root)
+    by_model = {(e.backend, e.model): e for e in entries}
+    assert set(by_model) == {
+        ("tensorrt", "mobile_sam"),
+        ("tensorrt", "?"),
+        ("openvino", "sam_vit_b"),
+        ("openvino", "?"),
+    }
+    assert "timing cache" in by_model["tensorrt", "?"].detail
+    trt = by_model["tensorrt", "mobile_sam"]
+    assert trt.size_bytes >= 600
+    assert trt.detail.startswith("fp16, Orin")
+    assert 0 <= trt.age_s < 600
+    assert by_model["openvino", "sam_vit_b"].size_bytes >= 50
+    assert by_model["openvino", "sam_vit_b"].to_dict()["path"] == str(ov_entry)
+
+    removed = clear_cache(root, model="sam_vit_b")
+    assert [e.path for e in removed] == [ov_entry]
+    assert not ov_entry.exists()
+    assert cache.get(key) == b"engine" * 100
+    removed = clear_cache(root)
+    assert len(removed) == 3
+    assert list_cache(root) == []
+    assert not legacy.exists()
+    assert not timing.exists()
+    assert list_cache(tmp_path / "nowhere") == []
+
+
+def test_content_hash_is_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    from samedge.runtimes._graph import onnx_content_hash
+
+    cache = EngineCache(tmp_path / "cache")
+    graph = matmul_add(tmp_path / "m.onnx")
+    first = cache.content_hash(graph)
+    assert first == onnx_content_hash(graph)
+    (memo,) = (tmp_path / "cache" / "hashes").iterdir()
+    memo.write_text("f" * 64)  # what a later process reads instead of hashing again
+    assert cache.content_hash(graph) == "f" * 64
+    matmul_add(graph, metadata={"samedge.model": '"changed"'})  # rewritten: new identity
+    assert cache.content_hash(graph) == onnx_content_hash(graph) != first
+    clear_cache(tmp_path / "cache")
+    assert not (tmp_path / "cache" / "hashes").exists()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import inspect
 import re
+import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from samedge.errors import (
 )
 from samedge.runtimes import cuda_mem
 from samedge.runtimes._hw import cuda_devices
-from samedge.runtimes.cuda_mem import CudaApi, CudaPythonMemory, get_cuda_memory
+from samedge.runtimes.cuda_mem import CudaApi, CudaPythonMemory, PycudaMemory, get_cuda_memory
 
 SOURCE = Path(cuda_mem.__file__).read_text(encoding="utf-8")
 
@@ -182,3 +185,210 @@ def test_close_releases_everything_and_is_idempotent(memory: cuda_mem.CudaMemory
     memory.create_stream()
     memory.close()
     memory.close()
+
+
+# -- CPU: thread state, streams and context release, on fake CUDA packages ------------
+
+
+class FakeCudart:
+    """The part of ``cuda.bindings.runtime`` samedge calls, over a fake per-thread device."""
+
+    cudaStreamNonBlocking = 1  # noqa: N815  # cuda-python's name
+
+    class cudaMemcpyKind:  # noqa: N801  # mirrors cuda-python's enum name
+        cudaMemcpyHostToDevice = 1  # noqa: N815
+        cudaMemcpyDeviceToHost = 2  # noqa: N815
+
+    def __init__(self, devices: int = 2, integrated: bool = True) -> None:
+        self.devices = devices
+        self.integrated = integrated
+        self.current = threading.local()
+        self.stream_flags: list[int] = []
+        self.calls: list[str] = []
+
+    def _device(self) -> int:
+        return getattr(self.current, "device", 0)
+
+    def cudaGetDeviceCount(self) -> tuple[int, int]:  # noqa: N802
+        return (0, self.devices)
+
+    def cudaGetDevice(self) -> tuple[int, int]:  # noqa: N802
+        return (0, self._device())
+
+    def cudaSetDevice(self, device: int) -> tuple[int]:  # noqa: N802
+        self.calls.append(f"set {device}")
+        self.current.device = device
+        return (0,)
+
+    def cudaGetDeviceProperties(self, device: int) -> tuple[int, object]:  # noqa: N802
+        props = types.SimpleNamespace(
+            name=b"NVIDIA Orin\x00\x00",
+            major=8,
+            minor=7,
+            integrated=int(self.integrated),
+            totalGlobalMem=8 << 30,
+        )
+        return (0, props)
+
+    def cudaGetErrorName(self, err: int) -> tuple[int, bytes]:  # noqa: N802
+        return (0, b"cudaErrorFake")
+
+    def cudaStreamCreateWithFlags(self, flags: int) -> tuple[int, int]:  # noqa: N802
+        self.stream_flags.append(flags)
+        return (0, 0x5000 + len(self.stream_flags))
+
+    def cudaStreamDestroy(self, stream: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+
+@pytest.fixture
+def fake_cudart(monkeypatch: pytest.MonkeyPatch) -> FakeCudart:
+    rt = FakeCudart()
+    monkeypatch.setattr(cuda_mem, "_import_cudart", lambda: rt)
+    monkeypatch.setattr(cuda_mem, "_native_handle", int)
+    return rt
+
+
+def test_cuda_python_activate_restores_the_callers_device(fake_cudart: FakeCudart) -> None:
+    mem = CudaPythonMemory(1)
+    assert (mem.device_name(), mem.compute_capability()) == ("NVIDIA Orin", (8, 7))
+    assert mem.is_integrated()
+    assert mem.total_memory() == 8 << 30
+    fake_cudart.cudaSetDevice(0)  # the caller (e.g. PyTorch) works on device 0
+    with mem.activate():
+        assert fake_cudart.cudaGetDevice()[1] == 1
+    assert fake_cudart.cudaGetDevice()[1] == 0
+    with pytest.raises(KeyError), mem.activate():
+        raise KeyError("an error inside the block")
+    assert fake_cudart.cudaGetDevice()[1] == 0
+    # Already on the device: nothing to restore.
+    fake_cudart.cudaSetDevice(1)
+    fake_cudart.calls.clear()
+    with mem.activate():
+        pass
+    assert fake_cudart.calls == ["set 1"]
+    assert fake_cudart.cudaGetDevice()[1] == 1
+
+
+def test_cuda_python_streams_are_non_blocking(fake_cudart: FakeCudart) -> None:
+    mem = CudaPythonMemory(0)
+    handle = mem.create_stream()
+    assert fake_cudart.stream_flags == [FakeCudart.cudaStreamNonBlocking]
+    mem.destroy_stream(handle)
+    mem.close()
+
+
+def test_cuda_python_non_blocking_flag_exists() -> None:
+    runtime = pytest.importorskip("cuda.bindings.runtime")
+    assert "cudaStreamNonBlocking" in SOURCE
+    assert int(runtime.cudaStreamNonBlocking) == 1  # CU_STREAM_NON_BLOCKING
+    assert int(runtime.cudaStreamNonBlocking) == cuda_mem._CU_STREAM_NON_BLOCKING
+
+
+class FakePycudaContext:
+    """pycuda's primary-context object as far as :class:`PycudaMemory` uses it."""
+
+    handle = 0xC0
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def push(self) -> None:
+        self.log.append(f"push on {threading.current_thread().name}")
+
+    def detach(self) -> None:
+        self.log.append(f"detach on {threading.current_thread().name}")
+
+
+def _fake_pycuda(monkeypatch: pytest.MonkeyPatch) -> tuple[PycudaMemory, list[str]]:
+    log: list[str] = []
+
+    class Error(Exception):
+        pass
+
+    class Stream:
+        def __init__(self, flags: int = 0) -> None:
+            log.append(f"stream flags={flags}")
+            self.handle = 0x77
+
+    drv = types.SimpleNamespace(
+        Error=Error,
+        Stream=Stream,
+        Context=types.SimpleNamespace(pop=lambda: log.append("pycuda pop")),
+    )
+    mem = PycudaMemory.__new__(PycudaMemory)  # __init__ needs a GPU
+    mem._drv = drv
+    mem.device_index = 0
+    mem._host, mem._device, mem._streams = {}, {}, {}
+    mem._closed = False
+    mem._thread = threading.get_ident()
+    mem._ctx = FakePycudaContext(log)
+    monkeypatch.setattr(
+        cuda_mem, "_pop_driver_context", lambda handle: log.append(f"driver pop {handle:#x}")
+    )
+    return mem, log
+
+
+def test_pycuda_streams_are_non_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    mem, log = _fake_pycuda(monkeypatch)
+    assert mem.create_stream() == 0x77
+    assert "stream flags=1" in log
+
+
+def test_pycuda_close_on_its_thread_pushes_detaches_and_pops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mem, log = _fake_pycuda(monkeypatch)
+    me = threading.current_thread().name
+    mem.close()
+    assert log == [f"push on {me}", f"detach on {me}", "driver pop 0xc0"]
+    mem.close()  # idempotent
+    assert len(log) == 3
+
+
+def test_pycuda_close_on_another_thread_keeps_the_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mem, log = _fake_pycuda(monkeypatch)
+    monkeypatch.setattr(cuda_mem, "_KEPT_CONTEXTS", [])
+    closer = threading.Thread(target=mem.close, name="closer")
+    closer.start()
+    closer.join(timeout=60)
+    # detach() would be a silent no-op there; the context is kept, not half-released.
+    assert not any(entry.startswith("detach") for entry in log)
+    assert [mem._ctx] == cuda_mem._KEPT_CONTEXTS
+
+
+class FakeLibcuda:
+    """``libcuda``'s context stack for one thread (cuCtxPopCurrent_v2 / cuCtxPushCurrent_v2)."""
+
+    def __init__(self, stack: list[int]) -> None:
+        self.stack = stack
+
+    def cuCtxPopCurrent_v2(self, ref: object) -> int:  # noqa: N802
+        if not self.stack:
+            return 201  # CUDA_ERROR_INVALID_CONTEXT
+        ref._obj.value = self.stack.pop()  # type: ignore[attr-defined]
+        return 0
+
+    def cuCtxPushCurrent_v2(self, ctx: ctypes.c_void_p) -> int:  # noqa: N802
+        self.stack.append(int(ctx.value or 0))
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ([0xA0, 0xC0], [0xA0]),  # the released context on top: popped
+        ([0xC0, 0xB0], [0xB0]),  # pycuda re-pushed the previous context above it: kept
+        ([0xB0], [0xB0]),  # not on the stack: nothing lost
+        ([], []),
+    ],
+)
+def test_pop_driver_context_pops_only_the_released_context(
+    monkeypatch: pytest.MonkeyPatch, before: list[int], after: list[int]
+) -> None:
+    lib = FakeLibcuda(list(before))
+    monkeypatch.setattr(cuda_mem.ctypes, "CDLL", lambda name: lib)
+    cuda_mem._pop_driver_context(0xC0)
+    assert lib.stack == after

@@ -51,16 +51,10 @@ def test_device_argument_and_config_must_agree(tmp_path: Path) -> None:
 
 
 def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
-
-    def no_openvino(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "openvino" or name.startswith("openvino."):
-            raise ImportError("No module named 'openvino'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    # None in sys.modules makes every import of it raise ImportError.
+    monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(BackendUnavailableError, match=r"pip install samedge\[openvino\]"):
         ov_module.import_openvino()
 
@@ -197,3 +191,45 @@ def test_closing_two_backends_then_a_signal_does_not_crash(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "survived" in done.stdout
+
+
+@pytest.mark.openvino
+def test_each_configuration_gets_its_own_cache_directory(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    """One shared directory let an fp32 compile poison the default-precision one (NaN)."""
+    path = matmul_add(tmp_path / "m.onnx")
+    fp32 = OpenVinoBackend(path, OpenVinoConfig(inference_precision=InferencePrecision.FP32))
+    default = OpenVinoBackend(path)
+    threads = OpenVinoBackend(path, OpenVinoConfig(num_threads=1))
+    for backend in (fp32, default, threads):
+        backend.load()
+    entries = {b.cache_path for b in (fp32, default, threads)}
+    assert len(entries) == 3
+    for entry in entries:
+        assert entry is not None
+        assert entry.parent == isolated_cache / "openvino"
+        assert len(_blobs(entry)) == 1
+    # The same configuration finds its own directory again.
+    again = OpenVinoBackend(path, OpenVinoConfig(inference_precision=InferencePrecision.FP32))
+    again.load()
+    assert again.cache_path == fp32.cache_path
+    # Another graph, same configuration: another directory.
+    other = OpenVinoBackend(matmul_add(tmp_path / "n.onnx", metadata={"samedge.model": '"other"'}))
+    other.load()
+    assert other.cache_path not in entries
+
+
+@pytest.mark.openvino
+def test_drop_cache_removes_only_its_own_entry(tmp_path: Path, isolated_cache: Path) -> None:
+    path = matmul_add(tmp_path / "m.onnx")
+    keep = OpenVinoBackend(path, OpenVinoConfig(inference_precision=InferencePrecision.FP32))
+    drop = OpenVinoBackend(path)
+    keep.load()
+    drop.load()
+    removed = drop.drop_cache()
+    assert removed is not None
+    assert not removed.exists()
+    assert keep.cache_path is not None
+    assert keep.cache_path.is_dir()
+    assert OpenVinoBackend(path, OpenVinoConfig(use_cache=False)).drop_cache() is None

@@ -2,25 +2,27 @@
 
 Three layers of tests:
 
-* pure logic on any machine: config validation, the version table, profile
-  shapes, what precision a graph carries;
+* pure logic on any machine: config validation, the version table (flags,
+  opsets), profile shapes, what precision a graph carries;
 * the whole backend on any machine against a *fake* ``tensorrt`` module and a
-  host-memory fake of the CUDA layer. The fake follows the documented API
-  (names checked by test_trt_types.py) and computes with ONNX Runtime, so the
-  backend's own logic is exercised for real: flags per version, profile,
-  staging buffers and their growth, the engine cache (reuse, corrupt entry
+  host-memory fake of the CUDA layer (tests/runtimes/_fake_trt.py). The fake
+  follows the documented API (names checked by test_trt_types.py) and computes
+  with ONNX Runtime, so the backend's own logic is exercised for real: flags
+  per version, FP32 layers pinned on 8.x, profile, buffers allocated once at
+  the profile's maximum, the workspace cap and the timing cache, ``close()``
+  waiting for a running ``infer()``, the engine cache (reuse, corrupt entry
   rebuilt, nothing stored after a failure), profile-limit errors;
 * the real thing, marked ``tensorrt`` and ``gpu``, on a machine with both.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
+import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,10 @@ from samedge.errors import (
     ProfileLimitError,
     PromptError,
 )
+from samedge.runtimes import _trt_build as trt_build
 from samedge.runtimes import trt as trt_mod
 from samedge.runtimes._graph import ValueInfo, read_onnx_summary
+from samedge.runtimes._trt_plan import BuildPlan
 from samedge.runtimes.cache import CacheKey, EngineCache
 from samedge.runtimes.cuda_mem import CudaApi
 from samedge.runtimes.trt import (
@@ -47,71 +51,14 @@ from samedge.runtimes.trt import (
     _TrtCompat,
     profile_shapes,
 )
-
-# -- tiny graphs ----------------------------------------------------------------------
-
-
-def make_graph(path: Path, kind: str = "fp32") -> Path:
-    """A graph with the decoder's dynamic axes: ``point_coords [B,N,2]``, ``point_labels [B,N]``.
-
-    Outputs ``doubled = 2 * point_coords`` and ``total = point_labels.sum(1)``.
-    ``kind``: ``"fp32"``; ``"fp16"`` (the 2.0 is an FP16 initializer, cast up);
-    ``"int8"`` (point_coords goes through QuantizeLinear/DequantizeLinear).
-    """
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    f32 = TensorProto.FLOAT
-    inputs = [
-        helper.make_tensor_value_info("point_coords", f32, ["B", "N", 2]),
-        helper.make_tensor_value_info("point_labels", f32, ["B", "N"]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("doubled", f32, ["B", "N", 2]),
-        helper.make_tensor_value_info("total", f32, ["B"]),
-    ]
-    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
-    nodes = [helper.make_node("ReduceSum", ["point_labels", "axes"], ["total"], keepdims=0)]
-    coords = "point_coords"
-    if kind == "fp16":
-        inits.append(helper.make_tensor("two16", TensorProto.FLOAT16, [], [2.0]))
-        nodes.append(helper.make_node("Cast", ["two16"], ["two"], to=f32))
-    else:
-        inits.append(helper.make_tensor("two", f32, [], [2.0]))
-    if kind == "int8":
-        inits += [
-            helper.make_tensor("scale", f32, [], [1 / 64]),
-            helper.make_tensor("zero", TensorProto.INT8, [], [0]),
-        ]
-        nodes += [
-            helper.make_node("QuantizeLinear", ["point_coords", "scale", "zero"], ["q"]),
-            helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"]),
-        ]
-        coords = "dq"
-    nodes.append(helper.make_node("Mul", [coords, "two"], ["doubled"]))
-    graph = helper.make_graph(nodes, "tiny_decoder", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
-
-
-def make_feeds(b: int, n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "point_coords": (rng.random((b, n, 2)) * 64).astype(np.float32),
-        "point_labels": rng.integers(-1, 2, size=(b, n)).astype(np.float32),
-    }
-
-
-def reference(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
-
+from tests.runtimes._fake_trt import (
+    FakeMemory,
+    fake_tensorrt,
+    host_executor,
+    make_feeds,
+    make_graph,
+    reference,
+)
 
 # -- configuration ----------------------------------------------------------------------
 
@@ -194,31 +141,65 @@ INT8, BOTH = GraphPrecision(int8=True), GraphPrecision(fp16=True, int8=True)
 @pytest.mark.parametrize(
     ("version", "graph", "fp16", "plan"),
     [
-        # 8.6: EXPLICIT_BATCH always; precision through builder flags (no strong typing).
-        ("8.6.1", FP32, None, (True, False, False, False, "fp32")),
-        ("8.6.1", FP32, True, (True, False, True, False, "fp16")),
-        ("8.6.1", FP16, None, (True, False, True, False, "fp16")),
-        ("8.6.1", INT8, None, (True, False, False, True, "int8")),
-        ("8.6.1", BOTH, None, (True, False, True, True, "int8")),
-        ("8.6.1", INT8, True, (True, False, True, True, "int8")),
-        # 10.x: a graph with its own precision builds strongly typed, without flags.
-        ("10.13.0", FP32, None, (False, False, False, False, "fp32")),
-        ("10.13.0", FP32, True, (False, False, True, False, "fp16")),
-        ("10.0.1", FP16, None, (False, True, False, False, "strongly-typed (fp16)")),
-        ("10.3.0", INT8, None, (False, True, False, False, "strongly-typed (int8)")),
-        ("10.13.0", BOTH, True, (False, True, False, False, "strongly-typed (int8+fp16)")),
+        # 8.6: EXPLICIT_BATCH always; precision through builder flags (no strong typing);
+        # a graph carrying FP16 also obeys precision constraints (its FP32 layers pinned).
+        ("8.6.1", FP32, None, BuildPlan(True, False, False, False, "fp32")),
+        ("8.6.1", FP32, True, BuildPlan(True, False, True, False, "fp16")),
+        ("8.6.1", FP16, None, BuildPlan(True, False, True, False, "fp16", True)),
+        ("8.6.1", FP16, True, BuildPlan(True, False, True, False, "fp16", True)),
+        ("8.6.1", INT8, None, BuildPlan(True, False, False, True, "int8")),
+        ("8.6.1", BOTH, None, BuildPlan(True, False, True, True, "int8", True)),
+        ("8.6.1", INT8, True, BuildPlan(True, False, True, True, "int8")),
+        # 10.x: strongly typed, without precision flags, except fp16=True on an FP32 graph.
+        ("10.13.0", FP32, None, BuildPlan(False, True, False, False, "fp32")),
+        ("10.13.0", FP32, True, BuildPlan(False, False, True, False, "fp16")),
+        ("10.0.1", FP16, None, BuildPlan(False, True, False, False, "strongly-typed (fp16)")),
+        ("10.3.0", INT8, None, BuildPlan(False, True, False, False, "strongly-typed (int8)")),
+        ("10.3.0", FP32, None, BuildPlan(False, True, False, False, "fp32")),
+        (
+            "10.13.0",
+            BOTH,
+            True,
+            BuildPlan(False, True, False, False, "strongly-typed (int8+fp16)"),
+        ),
         # 11.x: always strongly typed; no creation flag, no precision flags.
-        ("11.0.0", FP32, None, (False, False, False, False, "fp32")),
-        ("11.0.0", FP16, True, (False, False, False, False, "strongly-typed (fp16)")),
-        ("11.2.0", INT8, None, (False, False, False, False, "strongly-typed (int8)")),
+        ("11.0.0", FP32, None, BuildPlan(False, False, False, False, "fp32")),
+        ("11.0.0", FP16, True, BuildPlan(False, False, False, False, "strongly-typed (fp16)")),
+        ("11.2.0", INT8, None, BuildPlan(False, False, False, False, "strongly-typed (int8)")),
     ],
 )
 def test_build_plan_per_version(
-    version: str, graph: GraphPrecision, fp16: bool | None, plan: tuple[Any, ...]
+    version: str, graph: GraphPrecision, fp16: bool | None, plan: BuildPlan
 ) -> None:
-    got = _TrtCompat.parse(version).plan(graph, fp16)
-    assert (got.explicit_batch, got.strongly_typed, got.fp16_flag, got.int8_flag) == plan[:4]
-    assert got.precision == plan[4]
+    assert _TrtCompat.parse(version).plan(graph, fp16) == plan
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.13.0"])
+def test_fp16_flag_on_an_fp32_graph_warns_about_layernorm(
+    version: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="samedge.runtimes.trt"):
+        _TrtCompat.parse(version).plan(FP32, True)
+    assert "LayerNorm" in caplog.text
+    assert "samedge build --precision fp16" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="samedge.runtimes.trt"):
+        _TrtCompat.parse(version).plan(FP16, None)  # the graph's own FP16: no flag, no warning
+    assert "LayerNorm" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("version", "opset", "refused"),
+    [("8.6.1", 17, False), ("8.6.1", 18, True), ("8.6.1", 20, True), ("10.3.0", 20, False)],
+)
+def test_opset_above_17_is_refused_on_8x(version: str, opset: int, refused: bool) -> None:
+    compat = _TrtCompat.parse(version)
+    if not refused:
+        compat.check_opset({"": opset, "com.microsoft": 1}, "decoder.onnx")
+        return
+    with pytest.raises(InputError, match=rf"decoder.onnx: ONNX opset {opset}.*up to 17") as info:
+        compat.check_opset({"": opset}, "decoder.onnx")
+    assert "samedge export --opset 17" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -333,256 +314,19 @@ def test_load_without_tensorrt_names_the_extra(tmp_path: Path) -> None:
 # -- the whole backend on a fake TensorRT -------------------------------------------------
 
 
-class FakeMemory:
-    """:class:`CudaMemory` over host arrays: "device" addresses index a dict of buffers."""
-
-    api = CudaApi.CUDA_PYTHON
-    device_index = 0
-
-    def __init__(self) -> None:
-        self.device: dict[int, np.ndarray] = {}
-        self.next_address = 0x10000
-        self.device_allocations = 0
-        self.closed = False
-
-    def device_name(self) -> str:
-        return "Fake GPU"
-
-    def compute_capability(self) -> tuple[int, int]:
-        return (8, 7)
-
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[None]:
-        yield
-
-    def alloc_host(self, nbytes: int) -> np.ndarray:
-        return np.zeros(nbytes, np.uint8)
-
-    def free_host(self, buffer: np.ndarray) -> None:
-        pass
-
-    def alloc_device(self, nbytes: int) -> int:
-        address = self.next_address
-        self.next_address += nbytes + 256
-        self.device[address] = np.zeros(nbytes, np.uint8)
-        self.device_allocations += 1
-        return address
-
-    def free_device(self, address: int) -> None:
-        del self.device[address]
-
-    def create_stream(self) -> int:
-        return 7
-
-    def destroy_stream(self, stream: int) -> None:
-        pass
-
-    def memcpy_htod_async(self, dst: int, src: np.ndarray, stream: int) -> None:
-        assert src.flags.c_contiguous
-        assert src.dtype == np.uint8
-        assert stream == 7
-        self.device[dst][: src.nbytes] = src
-
-    def memcpy_dtoh_async(self, dst: np.ndarray, src: int, stream: int) -> None:
-        assert dst.flags.c_contiguous
-        assert stream == 7
-        dst[:] = self.device[src][: dst.nbytes]
-
-    def synchronize(self, stream: int) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-_ORT_TYPES = {"tensor(float)": ("FLOAT", np.float32), "tensor(float16)": ("HALF", np.float16)}
-
-
-def fake_tensorrt(version: str, memory: FakeMemory, record: dict[str, Any]) -> types.ModuleType:
-    """A ``tensorrt`` module that follows the documented Python API and computes with ORT."""
-    import onnxruntime as ort
-
-    trt: Any = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
-    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-    trt.Dims = lambda values: tuple(int(v) for v in values)
-
-    class ILogger:
-        def __init__(self) -> None:
-            pass
-
-    class Network:
-        def __init__(self, flags: int) -> None:
-            self.flags, self.path = flags, None
-
-    class OnnxParser:
-        def __init__(self, network: Network, logger: ILogger) -> None:
-            assert isinstance(logger, ILogger)
-            self.network, self.num_errors = network, 0
-
-        def parse_from_file(self, path: str) -> bool:
-            if Path(path).name.startswith("reject"):
-                self.num_errors = 1
-                return False
-            self.network.path = path
-            return True
-
-        def get_error(self, index: int) -> Any:
-            return types.SimpleNamespace(desc=lambda: "node 0 (Mul): unsupported by the fake")
-
-    class BuilderConfig:
-        def __init__(self) -> None:
-            self.flags: set[str] = set()
-            self.pools: dict[str, int] = {}
-            self.profiles: list[Any] = []
-            self.builder_optimization_level = 3
-
-        def set_memory_pool_limit(self, pool: str, size: int) -> None:
-            self.pools[pool] = size
-
-        def set_flag(self, flag: str) -> None:
-            self.flags.add(flag)
-
-        def add_optimization_profile(self, profile: Any) -> int:
-            self.profiles.append(profile)
-            return len(self.profiles) - 1
-
-    class Profile:
-        def __init__(self) -> None:
-            self.shapes: dict[str, list[list[int]]] = {}
-
-        def set_shape(self, name: str, low: Any, opt: Any, high: Any) -> None:
-            self.shapes[name] = [list(low), list(opt), list(high)]
-
-    class Builder:
-        def __init__(self, logger: ILogger) -> None:
-            assert isinstance(logger, ILogger)
-
-        def create_network(self, flags: int = 0) -> Network:
-            return Network(flags)
-
-        def create_builder_config(self) -> BuilderConfig:
-            return BuilderConfig()
-
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
-
-        def build_serialized_network(self, network: Network, config: BuilderConfig) -> Any:
-            profile = config.profiles[0].shapes if config.profiles else {}
-            record["builds"].append(
-                {
-                    "network_flags": network.flags,
-                    "builder_flags": sorted(config.flags),
-                    "pools": dict(config.pools),
-                    "level": config.builder_optimization_level,
-                    "profile": profile,
-                }
-            )
-            if record.get("fail_build"):
-                return None
-            return b"FAKE" + json.dumps({"path": network.path, "profile": profile}).encode()
-
-    class Context:
-        def __init__(self, engine: Engine) -> None:
-            self.engine = engine
-            self.shapes: dict[str, tuple[int, ...]] = {}
-            self.addresses: dict[str, int] = {}
-
-        def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
-            low, _, high = self.engine.profile[name]
-            if not all(lo <= s <= hi for s, lo, hi in zip(shape, low, high, strict=True)):
-                return False
-            self.shapes[name] = tuple(shape)
-            return True
-
-        def set_tensor_address(self, name: str, address: int) -> bool:
-            self.addresses[name] = address
-            return True
-
-        def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            names = [o.name for o in self.engine.session.get_outputs()]
-            return dict(zip(names, self.engine.session.run(names, feeds), strict=True))
-
-        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            if name in self.engine.input_types:
-                return self.shapes[name]
-            zeros = {n: np.zeros(s, self.engine.input_types[n]) for n, s in self.shapes.items()}
-            return tuple(self._run(zeros)[name].shape)
-
-        def execute_async_v3(self, stream_handle: int) -> bool:
-            assert stream_handle == 7
-            feeds = {}
-            for name, shape in self.shapes.items():
-                dtype = np.dtype(self.engine.input_types[name])
-                raw = memory.device[self.addresses[name]][: int(np.prod(shape)) * dtype.itemsize]
-                feeds[name] = raw.view(dtype).reshape(shape)
-            for name, value in self._run(feeds).items():
-                memory.device[self.addresses[name]][: value.nbytes] = value.reshape(-1).view(
-                    np.uint8
-                )
-            record["executions"] += 1
-            return True
-
-    class Engine:
-        def __init__(self, meta: dict[str, Any]) -> None:
-            self.session = ort.InferenceSession(meta["path"], providers=["CPUExecutionProvider"])
-            self.profile = meta["profile"]
-            self.input_types = {i.name: _ORT_TYPES[i.type][1] for i in self.session.get_inputs()}
-            self.io = [*self.session.get_inputs(), *self.session.get_outputs()]
-
-        @property
-        def num_io_tensors(self) -> int:
-            return len(self.io)
-
-        def get_tensor_name(self, index: int) -> str:
-            return str(self.io[index].name)
-
-        def _info(self, name: str) -> Any:
-            return next(i for i in self.io if i.name == name)
-
-        def get_tensor_mode(self, name: str) -> str:
-            return "INPUT" if name in self.input_types else "OUTPUT"
-
-        def get_tensor_dtype(self, name: str) -> Any:
-            return types.SimpleNamespace(name=_ORT_TYPES[self._info(name).type][0])
-
-        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            return tuple(d if isinstance(d, int) else -1 for d in self._info(name).shape)
-
-        def get_tensor_profile_shape(self, name: str, index: int) -> list[tuple[int, ...]]:
-            assert index == 0
-            return [tuple(s) for s in self.profile[name]]
-
-        def create_execution_context(self) -> Context:
-            return Context(self)
-
-    class Runtime:
-        def __init__(self, logger: ILogger) -> None:
-            assert isinstance(logger, ILogger)
-
-        def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
-            if not bytes(data).startswith(b"FAKE"):
-                return None
-            return Engine(json.loads(bytes(data)[4:]))
-
-    for cls in (ILogger, OnnxParser, Builder, Runtime):
-        setattr(trt, cls.__name__, cls)
-    return trt
-
-
 class FakeSetup(types.SimpleNamespace):
     memory: FakeMemory
     record: dict[str, Any]
     cache: Path
 
-    def install(self, version: str = "10.13.0.35") -> None:
+    def install(
+        self, version: str = "10.13.0.35", during: Callable[[], None] | None = None
+    ) -> None:
+        execute = host_executor(self.memory, during)
         self.monkeypatch.setitem(
-            sys.modules, "tensorrt", fake_tensorrt(version, self.memory, self.record)
+            sys.modules, "tensorrt", fake_tensorrt(version, self.record, execute)
         )
-        self.monkeypatch.setattr(trt_mod, "_LOGGER", None)
+        self.monkeypatch.setattr(trt_build, "_LOGGER", None)
 
     def config(self, **kwargs: Any) -> TensorRTConfig:
         return TensorRTConfig(cache_dir=self.cache, **{"max_objects": 4, "max_points": 5, **kwargs})
@@ -612,6 +356,10 @@ def test_fake_build_and_run_match_onnxruntime(fake: FakeSetup, tmp_path: Path) -
             ("point_coords", np.dtype(np.float32), ("B", "N", 2)),
             ("point_labels", np.dtype(np.float32), ("B", "N")),
         ]
+        # Allocated at load, at the profile's maximum (B=4, N=5): coords and doubled
+        # 4*5*2 floats, labels 4*5, total 4.
+        assert fake.memory.device_allocations == 4
+        assert sorted(a.nbytes for a in fake.memory.device.values()) == [16, 80, 160, 160]
         allocations = []
         for b, n in [(1, 2), (3, 5), (2, 1), (4, 4)]:
             feeds = make_feeds(b, n, seed=b * 10 + n)
@@ -621,8 +369,8 @@ def test_fake_build_and_run_match_onnxruntime(fake: FakeSetup, tmp_path: Path) -
             for name in want:
                 np.testing.assert_array_equal(got[name], want[name])
             allocations.append(fake.memory.device_allocations)
-    # Four I/O tensors allocated once; regrown for (3, 5) and (4, 4), reused for (2, 1).
-    assert allocations == [4, 8, 8, 12]
+    # Four I/O tensors allocated once at load; no call allocates (cudaFree syncs the device).
+    assert allocations == [4, 4, 4, 4]
     assert fake.memory.closed
     assert not fake.memory.device
     (build,) = fake.record["builds"]
@@ -630,7 +378,7 @@ def test_fake_build_and_run_match_onnxruntime(fake: FakeSetup, tmp_path: Path) -
         "point_coords": [[1, 1, 2], [2, 2, 2], [4, 5, 2]],
         "point_labels": [[1, 1], [2, 2], [4, 5]],
     }
-    assert build["network_flags"] == 0
+    assert build["network_flags"] == 1 << 1  # strongly typed on 10.x
     assert build["builder_flags"] == []
 
 
@@ -650,7 +398,9 @@ def test_fake_results_survive_the_next_call(fake: FakeSetup, tmp_path: Path) -> 
         ("8.6.1.6", "fp32", None, 1 << 0, [], "fp32"),
         ("8.6.1.6", "fp32", True, 1 << 0, ["FP16"], "fp16"),
         ("8.6.1.6", "int8", None, 1 << 0, ["INT8"], "int8"),
+        ("8.6.1.6", "fp16", None, 1 << 0, ["FP16", "OBEY_PRECISION_CONSTRAINTS"], "fp16"),
         ("10.13.0.35", "fp16", None, 1 << 1, [], "strongly-typed (fp16)"),
+        ("10.13.0.35", "fp32", None, 1 << 1, [], "fp32"),
         ("10.13.0.35", "fp32", True, 0, ["FP16"], "fp16"),
         ("11.0.0.1", "int8", None, 0, [], "strongly-typed (int8)"),
         ("11.0.0.1", "fp32", None, 0, [], "fp32"),
@@ -727,6 +477,22 @@ def test_fake_cache_reuse_and_corrupt_entry_rebuilt(
     assert len(list(fake.cache.rglob("*.blob"))) == 2
 
 
+def test_fake_cache_entry_can_be_dropped(fake: FakeSetup, tmp_path: Path) -> None:
+    # What the Predictor does when a graph returns NaN: drop the engine it came from.
+    path = make_graph(tmp_path / "decoder.onnx")
+    with TensorRTBackend(path, fake.config()) as backend:
+        backend.infer(make_feeds(1, 1))
+        (blob,) = fake.cache.rglob("*.blob")
+        assert backend.cache_path == blob
+        assert backend.drop_cache() == blob
+        assert not blob.exists()
+        assert backend.drop_cache() is None  # nothing left to drop
+    with TensorRTBackend(path, fake.config(use_cache=False)) as backend:
+        backend.load()
+        assert backend.cache_path is None
+        assert backend.drop_cache() is None
+
+
 def test_fake_without_cache_always_builds(fake: FakeSetup, tmp_path: Path) -> None:
     path = make_graph(tmp_path / "decoder.onnx")
     for _ in range(2):
@@ -775,6 +541,159 @@ def test_fake_unwritable_cache_still_runs(
             backend.infer(feeds)["total"], reference(path, feeds)["total"]
         )
     assert "not cached" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "pinned"),
+    [
+        # The graph's FP32 layers; the FP16 constant is left to the FP16 flag.
+        ("fp16", ["ReduceSum_0", "Cast_1", "Mul_2"]),
+        # Q/DQ layers and the layer reading the DequantizeLinear output are left to
+        # explicit quantization.
+        ("int8+fp16", ["Constant:scale", "ReduceSum_0", "Cast_1"]),
+    ],
+)
+def test_fake_8x_fp16_graph_keeps_its_fp32_layers(
+    fake: FakeSetup, tmp_path: Path, kind: str, pinned: list[str]
+) -> None:
+    fake.install("8.6.1.6")
+    path = make_graph(tmp_path / "decoder.onnx", kind)
+    with TensorRTBackend(path, fake.config()) as backend:
+        feeds = make_feeds(2, 3)
+        want = reference(path, feeds)
+        for name, value in backend.infer(feeds).items():
+            np.testing.assert_array_equal(value, want[name])
+    (build,) = fake.record["builds"]
+    assert "OBEY_PRECISION_CONSTRAINTS" in build["builder_flags"]
+    assert "FP16" in build["builder_flags"]
+    assert build["pinned"] == [(name, "FLOAT", [0]) for name in pinned]
+
+
+def test_fake_10x_builds_carried_fp16_strongly_typed_without_pinning(
+    fake: FakeSetup, tmp_path: Path
+) -> None:
+    with TensorRTBackend(make_graph(tmp_path / "d.onnx", "int8+fp16"), fake.config()) as backend:
+        assert backend.precision == "strongly-typed (int8+fp16)"
+    (build,) = fake.record["builds"]
+    assert build["network_flags"] == 1 << 1
+    assert build["builder_flags"] == []
+    assert build["pinned"] == []
+
+
+def test_fake_8x_refuses_opset_18_before_building(fake: FakeSetup, tmp_path: Path) -> None:
+    path = make_graph(tmp_path / "decoder.onnx", opset=18)
+    fake.install("8.6.1.6")
+    backend = TensorRTBackend(path, fake.config())
+    with pytest.raises(InputError, match=r"opset 18.*samedge export --opset 17"):
+        backend.load()
+    assert fake.record["builds"] == []
+    assert not backend.is_loaded
+    fake.install("10.3.0.30")  # JetPack 6.1/6.2's TensorRT parses it
+    with TensorRTBackend(path, fake.config()) as backend:
+        backend.infer(make_feeds(1, 2))
+    assert len(fake.record["builds"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("integrated", "workspace", "expected"),
+    [
+        (True, None, {"WORKSPACE": 2 << 30}),  # a quarter of the 8 GiB the CPU shares
+        (True, 1 << 28, {"WORKSPACE": 1 << 28}),  # the user's setting wins
+        (False, None, {}),  # a discrete GPU keeps TensorRT's default
+    ],
+)
+def test_fake_workspace_is_capped_on_integrated_gpus(
+    fake: FakeSetup, tmp_path: Path, integrated: bool, workspace: int | None, expected: dict
+) -> None:
+    fake.memory.integrated, fake.memory.total = integrated, 8 << 30
+    cfg = fake.config(workspace_bytes=workspace)
+    with TensorRTBackend(make_graph(tmp_path / "decoder.onnx"), cfg):
+        pass
+    (build,) = fake.record["builds"]
+    assert build["pools"] == expected
+
+
+def test_fake_timing_cache_is_kept_beside_the_engines(fake: FakeSetup, tmp_path: Path) -> None:
+    path = make_graph(tmp_path / "decoder.onnx")
+    with TensorRTBackend(path, fake.config()):
+        pass
+    (timing,) = (fake.cache / "tensorrt").glob("timing-*.cache")
+    assert timing.name == "timing-10.13.0.35-sm87-Fake-GPU.cache"
+    assert timing.read_bytes() == b"TIMING|build"
+    # Another profile is another engine, built with the tactics timed by the first build.
+    with TensorRTBackend(path, fake.config(max_objects=8)):
+        pass
+    assert [b["timing_cache"] for b in fake.record["builds"]] == [b"", b"TIMING|build"]
+    assert timing.read_bytes() == b"TIMING|build|build"
+    # A cache TensorRT refuses (another GPU's) is replaced by a fresh one; the build goes on.
+    timing.write_bytes(b"FOREIGN timing cache")
+    with TensorRTBackend(path, fake.config(max_objects=2)):
+        pass
+    assert fake.record["builds"][-1]["timing_cache"] == b""
+    assert timing.read_bytes() == b"TIMING|build"
+
+
+def test_fake_without_cache_keeps_no_timing_cache(fake: FakeSetup, tmp_path: Path) -> None:
+    with TensorRTBackend(make_graph(tmp_path / "decoder.onnx"), fake.config(use_cache=False)):
+        pass
+    assert fake.record["builds"][0]["timing_cache"] is None
+    assert not fake.cache.exists()
+
+
+class _WatchedLock:
+    """``threading.Lock`` that reports which threads have started to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waiting: dict[str, threading.Event] = {}
+
+    def __enter__(self) -> bool:
+        self.waiting.setdefault(threading.current_thread().name, threading.Event()).set()
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+
+def test_fake_close_waits_for_a_running_infer(fake: FakeSetup, tmp_path: Path) -> None:
+    executing, proceed = threading.Event(), threading.Event()
+
+    def during() -> None:  # runs inside execute_async_v3
+        executing.set()
+        assert proceed.wait(timeout=60)
+
+    fake.install(during=during)
+    path = make_graph(tmp_path / "decoder.onnx")
+    backend = TensorRTBackend(path, fake.config())
+    backend.load()
+    lock = _WatchedLock()
+    backend._lock = lock  # type: ignore[assignment]
+    feeds = make_feeds(3, 4)
+    results: dict[str, Any] = {}
+
+    def run() -> None:
+        results["out"] = backend.infer(feeds)
+
+    infer_thread = threading.Thread(target=run, name="infer")
+    close_thread = threading.Thread(target=backend.close, name="close")
+    infer_thread.start()
+    assert executing.wait(timeout=60)
+    close_thread.start()
+    # close() has reached the lock while execute_async_v3 is still running.
+    assert lock.waiting.setdefault("close", threading.Event()).wait(timeout=60)
+    assert fake.memory.device  # nothing freed yet
+    proceed.set()
+    infer_thread.join(timeout=60)
+    close_thread.join(timeout=60)
+    assert not fake.memory.freed_while_executing
+    assert not fake.memory.device  # freed once the call had finished
+    assert fake.memory.closed
+    want = reference(path, feeds)
+    for name in want:
+        np.testing.assert_array_equal(results["out"][name], want[name])
+    # A call that reaches the engine after close() gets a clear error, not freed memory.
+    with pytest.raises(BackendError, match=r"decoder.onnx: TensorRT backend used after close"):
+        backend._infer(feeds)
 
 
 # -- the real thing ------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 TensorRT cannot be installed on CPU-only CI machines, so this test is how CI
 proves the backend calls TensorRT's API correctly: mypy checks
-``runtimes/trt.py``, ``runtimes/_trt_plan.py`` and ``runtimes/cuda_mem.py``
-strictly against the stubs,
+``runtimes/trt.py``, ``runtimes/_trt_plan.py``, ``runtimes/_trt_build.py`` and
+``runtimes/cuda_mem.py`` strictly against the stubs,
 and a misspelled method or a wrong argument fails it. It never skips: a
 missing ``tensorrt-stubs`` or mypy is a failure with the command that fixes it.
 
@@ -38,7 +38,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKED = ("runtimes/trt.py", "runtimes/_trt_plan.py", "runtimes/cuda_mem.py")
+CHECKED = (
+    "runtimes/trt.py",
+    "runtimes/_trt_plan.py",
+    "runtimes/_trt_build.py",
+    "runtimes/cuda_mem.py",
+)
 STUB_FILES = (
     "tensorrt/__init__.pyi",
     "tensorrt_bindings/__init__.pyi",
@@ -75,7 +80,7 @@ show_error_codes = True
 [mypy-samedge.*]
 ignore_errors = True
 
-[mypy-samedge.runtimes.trt,samedge.runtimes._trt_plan,samedge.runtimes.cuda_mem]
+[mypy-samedge.runtimes.trt,samedge.runtimes._trt_plan,samedge.runtimes._trt_build,samedge.runtimes.cuda_mem]
 ignore_errors = False
 
 # NVIDIA's generated stubs are third-party code: analyse them, do not report on them.

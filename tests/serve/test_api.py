@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from samedge.postprocess import rle_to_mask
+from samedge.masks import rle_to_mask
 from samedge.serve import ApiError, PromptSpec, StreamService, create_app, parse_prompt
 from tests.serve.conftest import BASE_URL, make_config, running_client
 
@@ -211,8 +211,8 @@ def test_bad_paths_and_methods(client, method, path, status, words):
     assert words in r.json()["error"]
 
 
-def test_object_limit_is_409(reduced_model):
-    config = make_config(reduced_model, max_objects=2)
+def test_object_limit_is_409(tiny_model):
+    config = make_config(tiny_model, max_objects=2)
     for client in running_client(config):
         for _ in range(2):
             assert client.post("/api/objects", json={"points": [[5, 5]]}).status_code == 201
@@ -221,10 +221,10 @@ def test_object_limit_is_409(reduced_model):
         assert "the limit is 2" in r.json()["error"]
 
 
-def test_prompts_before_the_pipeline_runs_are_503(reduced_model):
+def test_prompts_before_the_pipeline_runs_are_503(tiny_model):
     from starlette.testclient import TestClient
 
-    service = StreamService(make_config(reduced_model))
+    service = StreamService(make_config(tiny_model))
     app = create_app(service, manage=False)  # never started
     with TestClient(app, base_url=BASE_URL) as client:
         r = client.post("/api/objects", json={"points": [[5, 5]]})

@@ -16,8 +16,8 @@ PROTECTED = ["/", "/health", "/metrics", "/api/info", "/api/objects", "/api/obje
 
 
 @pytest.fixture(scope="module")
-def guarded(reduced_model):
-    yield from running_client(make_config(reduced_model, token=TOKEN))
+def guarded(tiny_model):
+    yield from running_client(make_config(tiny_model, token=TOKEN))
 
 
 @pytest.mark.parametrize("path", PROTECTED)
@@ -118,8 +118,9 @@ def test_loopback_default():
     assert ServeConfig().loopback
     assert ServeConfig(host="::1").loopback
     assert ServeConfig(host="localhost").host_names is not None
-    assert not ServeConfig(host="0.0.0.0").loopback
-    assert ServeConfig(host="0.0.0.0").host_names is None
+    assert not ServeConfig(host="0.0.0.0", token="t").loopback
+    # Beyond loopback the Host check stays on (see tests/serve/test_limits.py).
+    assert ServeConfig(host="0.0.0.0", token="t").host_names is not None
 
 
 def test_tokens_are_redacted_from_server_logs(caplog):

@@ -31,13 +31,12 @@ import httpx
 import numpy as np
 import pytest
 
-from samedge.postprocess import rle_to_mask
+from samedge.masks import Ties, deepest_point, mask_iou, rle_to_mask
 from samedge.scenes import MovingScene, Scene
 from samedge.serve import ServeConfig, ServerThread
 from samedge.stream.draw import color_for_id
-from samedge.stream.tracking import deep_point
+from tests._shared import PERMISSIVE, TINY_DIR
 from tests.serve._browser import CHROMIUM, Page, chromium_page
-from tests.serve.conftest import PERMISSIVE, TINY_DIR
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "serve"
 TOKEN = "browser-test-token"
@@ -120,11 +119,6 @@ def grow(mask: np.ndarray, px: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
 class GroundTruth:
     """The synthetic scene's objects, to find one worth clicking (frames are cached)."""
 
@@ -173,9 +167,9 @@ class GroundTruth:
             if not all(self.isolated(start + d, sid) for d in offsets):
                 continue
             both = np.logical_and.reduce(ahead[:4])
-            depth = cv2.distanceTransform(np.pad(both, 1).astype(np.uint8), cv2.DIST_L2, 5)
-            if depth.max() >= 10 and (best is None or depth.max() > best[0]):
-                best = (float(depth.max()), sid, deep_point(both))
+            deepest = deepest_point(both, ties=Ties.RIDGE_MIDDLE)
+            if deepest.depth >= 10 and (best is None or deepest.depth > best[0]):
+                best = (float(deepest.depth), sid, (float(deepest.x), float(deepest.y)))
         return (start, best[1], best[2]) if best is not None else None
 
 
@@ -322,7 +316,8 @@ def test_click_to_segment_in_chromium(chromium, served):
                 # is `samedge eval`'s to measure, not this test's.
                 on_object = tinted[shrink(gt, 3) & informative].mean()
                 assert on_object >= 0.5, f"frame {f}: {on_object:.0%} of the object is overlaid"
-                assert iou(mask, gt) >= 0.3, f"frame {f}: IoU {iou(mask, gt):.2f} with object"
+                iou = mask_iou(mask, gt)
+                assert iou >= 0.3, f"frame {f}: IoU {iou:.2f} with object"
                 ys, xs = np.nonzero(gt)
                 centers.append((xs.mean(), ys.mean()))
         if model == "samedge_tiny":

@@ -18,8 +18,8 @@ import pytest
 
 from samedge.errors import ImageError
 from samedge.serve import ServerThread, StreamService
-from samedge.serve.service import _ServerTracker
 from samedge.stream.sources import FrameSource, ImageFolderSource
+from samedge.stream.tracking import Tracker, TrackerConfig
 from tests.serve.conftest import make_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,17 +34,17 @@ def ours() -> list[str]:
     )
 
 
-def test_start_stop_repeatedly_leaks_no_threads(reduced_model):
+def test_start_stop_repeatedly_leaks_no_threads(tiny_model):
     before = ours()
     for _ in range(3):
-        with ServerThread(make_config(reduced_model, overlap=True)) as server:
+        with ServerThread(make_config(tiny_model, overlap=True)) as server:
             assert server.service.wait_for_frame(timeout=60)
             assert httpx.get(server.url + "health").json()["status"] == "ok"
             names = ours()
             for name in ("samedge-serve-pipeline", "samedge-serve-broadcast"):
                 assert name in names
             # The pipeline encodes the next frame on its worker while it decodes this one.
-            assert server.service._pipeline.overlap
+            assert server.service.stream.pipeline.overlap
             assert "samedge-encode_0" in names
         assert ours() == before
         assert server.service.state == "stopped"
@@ -52,8 +52,8 @@ def test_start_stop_repeatedly_leaks_no_threads(reduced_model):
             httpx.get(server.url + "health")
 
 
-def test_service_restarts(reduced_model):
-    service = StreamService(make_config(reduced_model))
+def test_service_restarts(tiny_model):
+    service = StreamService(make_config(tiny_model))
     for _ in range(2):
         service.start()
         assert service.wait_for_frame(timeout=60)
@@ -77,8 +77,8 @@ class FailingSource(FrameSource):
         return np.zeros((48, 64, 3), np.uint8), self._next_id / 30.0
 
 
-def test_pipeline_failure_is_reported_not_fatal(reduced_model):
-    service = StreamService(make_config(reduced_model), source=FailingSource(good=3))
+def test_pipeline_failure_is_reported_not_fatal(tiny_model):
+    service = StreamService(make_config(tiny_model), source=FailingSource(good=3))
     with ServerThread(service=service) as server:
         deadline = time.monotonic() + 60
         while service.state == "running" and time.monotonic() < deadline:
@@ -94,10 +94,10 @@ def test_pipeline_failure_is_reported_not_fatal(reduced_model):
         assert "samedge_pipeline_up 0" in httpx.get(server.url + "metrics").text
 
 
-def test_source_end_is_reported(reduced_model, tmp_path):
+def test_source_end_is_reported(tiny_model, tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 50, 3), 40 * i, np.uint8))
-    service = StreamService(make_config(reduced_model), source=ImageFolderSource(tmp_path))
+    service = StreamService(make_config(tiny_model), source=ImageFolderSource(tmp_path))
     with ServerThread(service=service) as server:
         deadline = time.monotonic() + 60
         while service.state == "running" and time.monotonic() < deadline:
@@ -115,7 +115,7 @@ class FakePredictor:
 
 def test_a_prompt_that_stops_fitting_does_not_end_the_pipeline():
     # E.g. a camera that changed resolution after the prompt was checked.
-    tracker = _ServerTracker()
+    tracker = Tracker(TrackerConfig(drop_unfit_prompts=True))
     tracker.add(point_coords=[[50, 50]])
     assert tracker.step(FakePredictor()) == {}
     assert len(tracker) == 0
@@ -156,9 +156,9 @@ def wait_healthy(proc: subprocess.Popen[str], url: str, timeout: float = 90.0) -
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cli_serve_stops_cleanly_on_signals(reduced_model, signum):
+def test_cli_serve_stops_cleanly_on_signals(tiny_model, signum):
     port = free_port()
-    proc = cli("--model", str(reduced_model), "--backend", "onnxruntime", "--port", str(port))
+    proc = cli("--model", str(tiny_model), "--backend", "onnxruntime", "--port", str(port))
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_healthy(proc, url)
@@ -178,12 +178,12 @@ def test_cli_serve_stops_cleanly_on_signals(reduced_model, signum):
     assert "Traceback" not in err
 
 
-def test_cli_serve_errors_are_one_line(reduced_model, tmp_path):
+def test_cli_serve_errors_are_one_line(tiny_model, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = cli("--model", str(reduced_model), "--backend", "onnxruntime", "--port", str(port))
+        proc = cli("--model", str(tiny_model), "--backend", "onnxruntime", "--port", str(port))
         _, err = proc.communicate(timeout=90)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err

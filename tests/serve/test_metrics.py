@@ -87,7 +87,7 @@ def test_metrics_endpoint(client):
     info = next(k for k in samples if k.startswith("samedge_info{"))
     assert 'backend="onnxruntime"' in info
     assert 'precision="fp32"' in info
-    assert 'model="sam_reduced"' in info
+    assert 'model="samedge_tiny"' in info
     assert samples["samedge_pipeline_up"] == 1
     assert samples["samedge_frames_total"] >= 1
     assert samples['samedge_latency_seconds_bucket{le="+Inf"}'] >= 1

@@ -72,10 +72,10 @@ def wait_until(condition, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def test_camera_drop_out_is_reported_and_recovered(reduced_model):
+def test_camera_drop_out_is_reported_and_recovered(tiny_model):
     socket = Socket()
     source = ReconnectingSource(socket, ReconnectPolicy(initial_delay=0.01, max_delay=0.05))
-    service = StreamService(make_config(reduced_model), source=source)
+    service = StreamService(make_config(tiny_model), source=source)
     with ServerThread(service=service) as server:
         url = server.url
         assert service.wait_for_frame(timeout=60)
@@ -128,12 +128,12 @@ def test_camera_drop_out_is_reported_and_recovered(reduced_model):
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
 )
-def test_the_page_says_reconnecting(reduced_model):
+def test_the_page_says_reconnecting(tiny_model):
     """In Chromium: the state line reads "reconnecting" while the camera is out,
     "live" again (and the video moves on) once it is back."""
     socket = Socket()
     source = ReconnectingSource(socket, ReconnectPolicy(initial_delay=0.01, max_delay=0.05))
-    service = StreamService(make_config(reduced_model), source=source)
+    service = StreamService(make_config(tiny_model), source=source)
     # Guarded: the first evaluations may run before the page replaced about:blank.
     state = "((document.getElementById('state') || {}).textContent || '')"
     with ServerThread(service=service) as server, chromium_page() as page:

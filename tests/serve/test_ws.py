@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from samedge.postprocess import rle_to_mask
+from samedge.masks import rle_to_mask
 from samedge.serve import ServerThread, Subscriber
 from samedge.serve.service import FrameMessage
 from tests.serve.conftest import make_config, running_client
@@ -167,8 +167,8 @@ def test_oversized_message_closes_the_socket(client):
     assert client.get("/health").status_code == 200
 
 
-def test_client_limit(reduced_model):
-    for client in running_client(make_config(reduced_model, max_clients=1)):
+def test_client_limit(tiny_model):
+    for client in running_client(make_config(tiny_model, max_clients=1)):
         with client.websocket_connect("ws://127.0.0.1:8000/ws") as first:
             assert first.receive_json()["type"] == "hello"
             url = "ws://127.0.0.1:8000/ws"
@@ -221,13 +221,13 @@ def stalled_client(url: str) -> socket.socket:
     return sock
 
 
-def test_slow_client_never_stalls_the_pipeline_or_others(reduced_model, caplog):
+def test_slow_client_never_stalls_the_pipeline_or_others(tiny_model, caplog):
     from websockets.sync.client import connect
 
     # Big frames (640x480 at JPEG quality 100, ~0.2 MB each) fill the stalled
     # client's socket buffers within seconds.
     config = make_config(
-        reduced_model, synthetic_size=(480, 640), synthetic_fps=30.0, jpeg_quality=100
+        tiny_model, synthetic_size=(480, 640), synthetic_fps=30.0, jpeg_quality=100
     )
     slow = None
     try:

@@ -22,7 +22,7 @@ from samedge.stream import (
     click_points,
     open_stream,
 )
-from tests.stream.conftest import PERMISSIVE
+from tests._shared import PERMISSIVE
 
 SMALL = (96, 128)
 
@@ -236,7 +236,7 @@ def test_callback_forms(predictor):
         open_stream(SyntheticSource(size=SMALL), model=predictor).wait()
 
 
-def test_the_model_is_closed_only_when_the_stream_opened_it(reduced_model, monkeypatch):
+def test_the_model_is_closed_only_when_the_stream_opened_it(tiny_model, monkeypatch):
     from samedge.predictor import Predictor
 
     closed: list[int] = []
@@ -248,19 +248,19 @@ def test_the_model_is_closed_only_when_the_stream_opened_it(reduced_model, monke
 
     monkeypatch.setattr(Predictor, "close", counting_close)
     s = open_stream(
-        SyntheticSource(size=SMALL), model=reduced_model, backend="onnxruntime", max_frames=1
+        SyntheticSource(size=SMALL), model=tiny_model, backend="onnxruntime", max_frames=1
     )
     assert isinstance(s.predictor, Predictor)
     assert len(list(s)) == 1
     assert closed == [1]
-    with Predictor(reduced_model, backend="onnxruntime") as mine:
+    with Predictor(tiny_model, backend="onnxruntime") as mine:
         s = open_stream(SyntheticSource(size=SMALL), model=mine, max_frames=1)
         list(s)
         assert closed == [1]
     # A model that fails to load releases the source it was given.
     source = SyntheticSource(size=SMALL)
     with pytest.raises(InputError):
-        open_stream(source, model=reduced_model / "missing")
+        open_stream(source, model=tiny_model / "missing")
     assert source.closed
 
 

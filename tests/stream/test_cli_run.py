@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from samedge.cli import main
-from tests.stream.conftest import TINY_CARD
+from tests._shared import TINY_CARD
 
 
 def run_args(model, *extra: str) -> list[str]:
     return ["run", "--model", str(model), "--backend", "onnxruntime", *extra]
 
 
-def test_run_prints_the_report_and_writes_the_video(reduced_model, tmp_path, capsys):
+def test_run_prints_the_report_and_writes_the_video(tiny_model, tmp_path, capsys):
     out = tmp_path / "run.mp4"
-    assert main(run_args(reduced_model, "--frames", "5", "--output", str(out))) == 0
+    assert main(run_args(tiny_model, "--frames", "5", "--output", str(out))) == 0
     text = capsys.readouterr().out
     for word in ("backend:", "precision:", "FPS", "capture", "encoder", "decoder"):
         assert word in text
@@ -31,23 +31,23 @@ def test_run_prints_the_report_and_writes_the_video(reduced_model, tmp_path, cap
         assert word in text
     assert out.is_file()
     # An explicit output is not replaced without --force...
-    assert main(run_args(reduced_model, "--frames", "2", "--output", str(out))) == 1
+    assert main(run_args(tiny_model, "--frames", "2", "--output", str(out))) == 1
     assert "--force" in capsys.readouterr().err
     # ...and is with it.
-    assert main(run_args(reduced_model, "--frames", "2", "-o", str(out), "--force")) == 0
+    assert main(run_args(tiny_model, "--frames", "2", "-o", str(out), "--force")) == 0
 
 
-def test_default_output_is_replaced_on_every_run(reduced_model, tmp_path, monkeypatch, capsys):
+def test_default_output_is_replaced_on_every_run(tiny_model, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
-        assert main(run_args(reduced_model, "--frames", "2", "--objects", "1")) == 0
+        assert main(run_args(tiny_model, "--frames", "2", "--objects", "1")) == 0
     assert (tmp_path / "out" / "run.mp4").is_file()
     assert "out/run.mp4" in capsys.readouterr().out
 
 
-def test_json_and_no_video(reduced_model, tmp_path, monkeypatch, capsys):
+def test_json_and_no_video(tiny_model, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(run_args(reduced_model, "--frames", "3", "--no-video", "--json")) == 0
+    assert main(run_args(tiny_model, "--frames", "3", "--no-video", "--json")) == 0
     text = capsys.readouterr().out
     data = json.loads(text[text.index("\n{") + 1 :])
     assert data["stats"]["frames"] == 3
@@ -56,8 +56,8 @@ def test_json_and_no_video(reduced_model, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_overlap_flag_on_off_and_the_cpu_default(reduced_model, capsys):
-    base = run_args(reduced_model, "--frames", "3", "--no-video", "--json")
+def test_overlap_flag_on_off_and_the_cpu_default(tiny_model, capsys):
+    base = run_args(tiny_model, "--frames", "3", "--no-video", "--json")
     reports = {}
     for flag in ("on", "off", "auto"):
         assert main([*base, "--overlap", flag]) == 0
@@ -82,8 +82,8 @@ def test_overlap_flag_on_off_and_the_cpu_default(reduced_model, capsys):
         (["--max-reconnect", "-2"], "max_reconnect: got -2"),
     ],
 )
-def test_bad_sources_are_one_line_errors(reduced_model, capsys, extra, match):
-    assert main(run_args(reduced_model, *extra)) == 1
+def test_bad_sources_are_one_line_errors(tiny_model, capsys, extra, match):
+    assert main(run_args(tiny_model, *extra)) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("samedge run: error: ")
     assert match in err
@@ -91,16 +91,16 @@ def test_bad_sources_are_one_line_errors(reduced_model, capsys, extra, match):
     assert "Traceback" not in err
 
 
-def test_other_sources_need_prompts_and_take_them(reduced_model, tmp_path, capsys):
+def test_other_sources_need_prompts_and_take_them(tiny_model, tmp_path, capsys):
     frame = np.zeros((60, 80, 3), np.uint8)
     frame[20:40, 30:50] = 200
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), frame)
-    assert main(run_args(reduced_model, "--source", str(tmp_path), "--no-video")) == 1
+    assert main(run_args(tiny_model, "--source", str(tmp_path), "--no-video")) == 1
     err = capsys.readouterr().err
     assert "--point X,Y" in err
     assert "--box X0,Y0,X1,Y1" in err
-    args = run_args(reduced_model, "--source", str(tmp_path), "--point", "40,30", "--no-video")
+    args = run_args(tiny_model, "--source", str(tmp_path), "--point", "40,30", "--no-video")
     assert main([*args, "--box", "25,15,55,45", "--frames", "0"]) == 0
     text = capsys.readouterr().out
     assert "image folder" in text
@@ -109,11 +109,11 @@ def test_other_sources_need_prompts_and_take_them(reduced_model, tmp_path, capsy
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM is POSIX")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signals_end_a_run_cleanly(reduced_model, tmp_path, signum):
+def test_signals_end_a_run_cleanly(tiny_model, tmp_path, signum):
     """A real SIGTERM (or Ctrl-C's SIGINT) to an endless `samedge run`: report printed,
-    video finished, handles released, exit 130."""
+    video finished, handles released, exit 128 + the signal (130, 143)."""
     out = tmp_path / "run.mp4"
-    cmd = [sys.executable, "-m", "samedge.cli", *run_args(reduced_model, "--frames", "0")]
+    cmd = [sys.executable, "-m", "samedge.cli", *run_args(tiny_model, "--frames", "0")]
     proc = subprocess.Popen(
         [*cmd, "--output", str(out)],
         stdout=subprocess.PIPE,
@@ -128,7 +128,7 @@ def test_signals_end_a_run_cleanly(reduced_model, tmp_path, signum):
         # The video's temporary file appears when the writer opens, just before
         # the first frame goes in; OpenCV buffers the frames, so wait a little for
         # some to be written (a run stopped before its first frame saves no video).
-        while not list(tmp_path.glob(".run.*.partial.mp4")) and proc.poll() is None:
+        while not list(tmp_path.glob(".samedge-video.*.partial.mp4")) and proc.poll() is None:
             if time.monotonic() > deadline:
                 pytest.fail("samedge run wrote no frame within 120 s")
             time.sleep(0.05)
@@ -139,20 +139,20 @@ def test_signals_end_a_run_cleanly(reduced_model, tmp_path, signum):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + signum, stderr
     assert "[interrupted]" in stdout
     assert "FPS" in stdout
     assert "interrupted" in stderr
     cap = cv2.VideoCapture(str(out))
     assert cap.read()[0]  # a finished, playable video
     cap.release()
-    assert not list(tmp_path.glob(".run.*"))
+    assert not list(tmp_path.glob(".samedge-video.*"))
 
 
-def test_malformed_prompt_flags_are_usage_errors(reduced_model, capsys):
+def test_malformed_prompt_flags_are_usage_errors(tiny_model, capsys):
     for bad in (["--point", "5"], ["--box", "1,2,3"], ["--point", "a,b"]):
         with pytest.raises(SystemExit) as info:
-            main(run_args(reduced_model, *bad))
+            main(run_args(tiny_model, *bad))
         assert info.value.code == 2
         assert "expected X" in capsys.readouterr().err
 
@@ -160,10 +160,10 @@ def test_malformed_prompt_flags_are_usage_errors(reduced_model, capsys):
 def reprompt_from_truth_iou(frames: int, objects: int) -> float:
     """Mean IoU when every frame is prompted from the ground truth itself (its box and
     deep point): the best re-prompting could do with this model on these frames."""
+    from samedge.masks import deep_point, mask_box, mask_iou
     from samedge.predictor import Predictor
     from samedge.prompts import ObjectPrompt
     from samedge.stream import SyntheticSource, click_points
-    from samedge.stream.tracking import deep_point, mask_box
 
     source = SyntheticSource(seed=0, size=(480, 640), num_objects=4)
     first = source.scene_at(0)
@@ -181,7 +181,7 @@ def reprompt_from_truth_iou(frames: int, objects: int) -> float:
             ]
             masks, _, _ = predictor.predict_batch(prompts, multimask_output=False)
             for gt, mask in zip(truth, masks[:, 0], strict=True):
-                ious.append(np.count_nonzero(gt & mask) / np.count_nonzero(gt | mask))
+                ious.append(mask_iou(gt, mask))
     return float(np.mean(ious))
 
 

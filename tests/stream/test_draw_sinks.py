@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from samedge.errors import ImageError, InputError, OutputExistsError
+from samedge.masks import mask_box
 from samedge.stream import sinks as sinks_module
 from samedge.stream.draw import color_for_id, draw_objects, draw_text_line
 from samedge.stream.sinks import CallbackSink, VideoSink
-from samedge.stream.tracking import TrackedObject, TrackState, mask_box
+from samedge.stream.tracking import TrackedObject, TrackState
 
 H, W = 96, 128
 
@@ -150,7 +151,8 @@ def test_png_folder_output_and_fallback(tmp_path, monkeypatch):
         sink.write_frame(f)
     sink.close()
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
-    assert names == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    # The marker lets a later --force tell this folder from one the user made.
+    assert names == [".samedge-frames", "frame_000000.png", "frame_000001.png", "frame_000002.png"]
 
     class BrokenWriter:
         """A VideoWriter for which no codec works."""

@@ -28,7 +28,7 @@ import pytest
 import samedge
 from samedge import ObjectPrompt
 from samedge.stream import Pipeline, Tracker, open_source
-from tests.stream.conftest import PERMISSIVE, TINY_CARD
+from tests._shared import PERMISSIVE, TINY_CARD
 
 pytestmark = [
     pytest.mark.skipif(

@@ -27,7 +27,7 @@ from samedge.stream import (
     click_points,
     run_demo,
 )
-from tests.stream.conftest import PERMISSIVE
+from tests._shared import PERMISSIVE
 
 SMALL = (96, 128)
 
@@ -173,10 +173,10 @@ def test_pipeline_argument_errors(predictor):
         pipe.stats.summary().stage("nope")
 
 
-def test_run_demo_on_the_synthetic_scene(reduced_model, tmp_path):
+def test_run_demo_on_the_synthetic_scene(tiny_model, tmp_path):
     report = run_demo(
         RunConfig(
-            model=reduced_model,
+            model=tiny_model,
             backend="onnxruntime",
             frames=4,
             objects=2,
@@ -199,16 +199,16 @@ def test_run_demo_on_the_synthetic_scene(reduced_model, tmp_path):
     assert report.to_dict()["stats"]["frames"] == 4
 
 
-def test_run_demo_needs_prompts_off_the_synthetic_scene(reduced_model, tmp_path):
+def test_run_demo_needs_prompts_off_the_synthetic_scene(tiny_model, tmp_path):
     with pytest.raises(InputError, match=r"--point X,Y .*--box X0,Y0,X1,Y1"):
-        run_demo(RunConfig(source=str(tmp_path), model=reduced_model, backend="onnxruntime"))
+        run_demo(RunConfig(source=str(tmp_path), model=tiny_model, backend="onnxruntime"))
     img = SyntheticSource(size=SMALL).read().image
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     report = run_demo(
         RunConfig(
             source=str(tmp_path),
-            model=reduced_model,
+            model=tiny_model,
             backend="onnxruntime",
             frames=None,
             points=((60.0, 40.0),),
@@ -431,11 +431,11 @@ def test_leaving_an_overlapped_loop_joins_the_worker(predictor):
     assert threading.active_count() == baseline
 
 
-def test_run_demo_overlapped_and_sequential_agree(reduced_model):
+def test_run_demo_overlapped_and_sequential_agree(tiny_model):
     reports = [
         run_demo(
             RunConfig(
-                model=reduced_model,
+                model=tiny_model,
                 backend="onnxruntime",
                 frames=4,
                 objects=2,

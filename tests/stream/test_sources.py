@@ -284,3 +284,20 @@ def test_realtime_synthetic_source_is_live_and_paced():
     assert second is not None
     assert second.frame_id > first.frame_id
     assert second.timestamp >= first.timestamp
+
+
+def test_paths_of_the_wrong_kind_say_what_they_are(tmp_path):
+    """/dev/null and a fifo were reported as "not found"."""
+    import os
+
+    with pytest.raises(InputError, match="exists but is a character device") as info:
+        open_source("/dev/null")
+    assert "not found" not in str(info.value)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"a named pipe \(fifo\)"):
+        open_source(str(fifo))
+    dangling = tmp_path / "link.mp4"
+    dangling.symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(InputError, match=r"symbolic link to .*gone\.mp4.*does not exist"):
+        open_source(str(dangling))

@@ -1,4 +1,11 @@
-"""The peers ``samedge bench`` measures beside samedge, on the same weights and machine.
+"""The peers measured beside ``samedge bench``, on the same weights and machine (a script).
+
+Repository tooling, not installed: ``python benchmarks/peers.py add
+benchmarks/results/<machine>/bench_mobile_sam.json`` times the peers with the
+settings and random-weight checkpoints a saved ``samedge bench`` report
+records and rewrites that report (JSON, markdown, PNG) with the peers' rows
+and peer/samedge ratios; ``run`` times them alone into a JSON file;
+``setup-samexporter`` makes samexporter's environment.
 
 Three ways people run SAM on a CPU today, each timed with its own code:
 
@@ -33,10 +40,10 @@ or import leaks between peers), on the same 640×480 frame. Each returns
 ``"engine:"`` (the network alone, tensors in and out, comparable with
 samedge's ``encoder.onnx`` / ``decoder.onnx``) or ``"api:"`` (the peer's
 user-facing call, its own pre/post-processing included); ``predictor`` rows
-are frame in, masks at frame size out. See :mod:`samedge.bench._peer_workers`.
+are frame in, masks at frame size out. See ``benchmarks/peer_workers.py``.
 
 Example:
-    >>> from samedge.bench.peers import default_work_dir, run_peers, setup_samexporter
+    >>> from peers import default_work_dir, run_peers, setup_samexporter
     >>> work = default_work_dir()                                 # where samedge bench looks
     >>> setup_samexporter(work)                                   # doctest: +SKIP
     >>> rows = run_peers(["mobile_sam"], threads=2, work_dir=work)  # doctest: +SKIP
@@ -55,16 +62,22 @@ import shlex
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from samedge._io import atomic_write_text
-from samedge.bench._peer_workers import API, ENGINE, FRAME_SIZE
-from samedge.bench.records import Measurement
+from _files import write_atomic
+from peer_workers import API, ENGINE, FRAME_SIZE
+
+from samedge.bench import (
+    BenchReport,
+    Measurement,
+    machine_info,
+    peer_ratios,
+    random_checkpoint,
+)
 from samedge.errors import BackendUnavailableError, CheckpointError, InputError
 
 __all__ = [
@@ -80,6 +93,7 @@ __all__ = [
     "SAMEXPORTER_VERSION",
     "PeerSkip",
     "PeersReport",
+    "add_peers",
     "default_work_dir",
     "random_checkpoint",
     "run_peers",
@@ -112,7 +126,8 @@ NOTEBOOK_URL = (
 NOTEBOOK_SUBSET_SIZE = 32
 # Generous: ViT-H conversion and calibration take many minutes on a small CPU.
 _JOB_TIMEOUT_S = 3 * 3600
-_SETUP_COMMAND = "python -m samedge.bench.peers setup-samexporter --work-dir {work_dir}"
+_SETUP_COMMAND = "python benchmarks/peers.py setup-samexporter --work-dir {work_dir}"
+_WORKER = Path(__file__).resolve().with_name("peer_workers.py")
 # Libraries whose versions go into the results, per interpreter.
 _MAIN_PACKAGES = (
     "torch",
@@ -144,7 +159,7 @@ def default_work_dir() -> Path:
     The cache root is ``$SAMEDGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/samedge``,
     else ``~/.cache/samedge`` (:func:`samedge.runtimes.default_cache_root`).
     """
-    from samedge.runtimes.cache import default_cache_root
+    from samedge.runtimes import default_cache_root
 
     return default_cache_root() / "bench" / "peers"
 
@@ -190,66 +205,6 @@ class _PeerFailedError(Exception):
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-def random_checkpoint(model: str, work_dir: Path, seed: int = 0) -> Path:
-    """A seeded random-weight checkpoint of ``model``, written once under ``work_dir``.
-
-    The weights are those of samedge's builders (``samedge export
-    --random-weights`` with the same seed) with seeded noise on the tensors
-    initialisation left constant (see the comment in the code), saved as a
-    plain state dict that segment_anything's, MobileSAM's and samexporter's
-    loaders all read. samedge and every peer time these same weights (export
-    samedge's model from this file too). An existing file is reused.
-
-    Args:
-        model: Registry name (``"mobile_sam"``, ``"sam_vit_b"``, ``"samedge_tiny"``, ...).
-        work_dir: The bench's work directory; the file goes to ``work_dir/checkpoints/``.
-        seed: Seed of the random weights.
-
-    Returns:
-        Path of the ``.pth`` file.
-
-    Raises:
-        UnknownNameError: ``model`` is not registered.
-
-    Example:
-        >>> random_checkpoint("mobile_sam", Path("work"))       # doctest: +SKIP
-        PosixPath('work/checkpoints/mobile_sam-random-seed0.pth')
-    """
-    from samedge.exporters.export import build_model, resolve_spec
-
-    spec = resolve_spec(model)
-    if not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed: got {seed!r}, expected an int >= 0")
-    path = Path(work_dir) / "checkpoints" / f"{spec.name}-random-seed{seed}.pth"
-    if path.is_file():
-        return path
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = build_model(spec, None, seed=seed).state_dict()
-    # Initialisation leaves many tensors constant (norm weights 1, biases 0,
-    # MobileSAM's zero-initialised BatchNorm before each residual), so several
-    # are identical. The ONNX exporter then shares one weight through Identity
-    # nodes, which a trained checkpoint never produces and which ONNX Runtime's
-    # quantize_dynamic (samexporter's --quantize-out) rejects. Seeded 2% noise
-    # on those tensors makes every tensor distinct, as in a trained checkpoint.
-    noise = torch.Generator().manual_seed(seed)
-    for name, t in state.items():
-        if t.is_floating_point() and t.numel() > 1 and bool((t == t.reshape(-1)[0]).all()):
-            state[name] = t + 0.02 * torch.randn(t.shape, generator=noise, dtype=t.dtype)
-    # Written beside and moved in, so an interrupted save never leaves a truncated file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    log.info("wrote random-weight checkpoint %s (seed %d)", path, seed)
-    return path
 
 
 # --------------------------------------------------------------------------- samexporter env
@@ -394,9 +349,8 @@ def _job(python: Path, job: dict[str, Any], ctx: _Context) -> dict[str, Any]:
     job_file, result_file = scratch / f"{name}.job.json", scratch / f"{name}.result.json"
     job_file.write_text(json.dumps(job, indent=1, default=str))
     result_file.unlink(missing_ok=True)
-    code = "import sys; from samedge.bench._peer_workers import main; sys.exit(main())"
     try:
-        _run([python, "-c", code, job_file, result_file], name)
+        _run([python, _WORKER, job_file, result_file], name)
     except _PeerFailedError as e:
         if not result_file.is_file():
             raise
@@ -706,32 +660,87 @@ def run_peers(
     )
 
 
+def add_peers(
+    report: BenchReport,
+    *,
+    peers: Sequence[str] = PEERS,
+    samexporter_python: Path | None = None,
+    command: str = "",
+) -> BenchReport:
+    """``report`` with the peers timed beside it, and peer/samedge ratios.
+
+    The peers run with the report's own settings (runs, warm-up, threads,
+    decoder batch sizes) on the random-weight checkpoints its models were
+    exported from, in the peers' folder of its work directory. Peer rows the
+    report already had are replaced. A peer that cannot run is recorded in
+    ``failures``; samexporter without its environment is left out (the
+    failure names the setup command) and the others still run.
+
+    Args:
+        report: A saved ``samedge bench`` report (:meth:`BenchReport.load`).
+        peers: Which peers to run.
+        samexporter_python: samexporter's interpreter; ``None`` looks in the work directory.
+        command: This script's command line, recorded after the report's own.
+    """
+    settings = report.settings
+    names = list(dict.fromkeys(m["name"] for m in report.models if m["precision"] == "fp32"))
+    checkpoints = {m["name"]: Path(m["checkpoint"]) for m in report.models if m.get("checkpoint")}
+    failures = [f for f in report.failures if not f["what"].startswith("peers")]
+    rows: list[Measurement] = []
+    left = list(peers)
+    while left and names:
+        try:
+            found = run_peers_report(
+                names,
+                checkpoints=checkpoints or None,
+                runs=int(settings["runs"]),
+                warmup=int(settings["warmup"]),
+                threads=settings.get("threads"),
+                work_dir=Path(settings["work_dir"]) / "peers",
+                samexporter_python=samexporter_python,
+                objects=tuple(settings["objects"]),  # decoder rows at the same batch sizes
+                peers=left,
+            )
+        except BackendUnavailableError as e:
+            if "samexporter" not in left:
+                failures.append({"what": "peers", "error": str(e)})
+                break
+            log.warning("samexporter left out: %s", e)
+            failures.append({"what": "peers/samexporter", "error": str(e)})
+            left.remove("samexporter")
+            continue
+        except Exception as e:  # third-party code: keep samedge's rows whatever it raises
+            log.warning("peers failed: %s", e)
+            failures.append({"what": "peers", "error": f"{type(e).__name__}: {e}"})
+            break
+        rows = list(found.measurements)
+        for skip in found.skipped:
+            parts = ["peers", skip.suite, skip.model, *([skip.precision] if skip.precision else [])]
+            failures.append({"what": "/".join(parts), "error": skip.reason})
+        break
+    measurements = [m for m in report.measurements if m.suite == "samedge"] + rows
+    return replace(
+        report,
+        command=f"{report.command} && {command}" if command else report.command,
+        measurements=tuple(measurements),
+        ratios=tuple(peer_ratios(measurements, report.default.get("backend"))),
+        failures=tuple(failures),
+    )
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def _machine() -> dict[str, Any]:
-    from samedge.runtimes._hw import cpu_info
-
-    cpu = cpu_info()
-    return {
-        "cpu": cpu.model,
-        "vendor": cpu.vendor,
-        "arch": cpu.arch,
-        "cores": cpu.cores,
-        "cpu_flags": sorted(
-            f
-            for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
-            if f in cpu.flags
-        ),
-        "platform": platform.platform(),
-        # Other processes compete for the cores; read the numbers with this in mind.
-        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-    }
+    info = machine_info()
+    # Other processes compete for the cores; read the numbers with this in mind.
+    info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return info
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m samedge.bench.peers", description="samedge bench's peers"
+        prog="python benchmarks/peers.py", description="the peers beside samedge bench"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     setup = sub.add_parser("setup-samexporter", help="create samexporter's own environment")
@@ -751,12 +760,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--objects", type=int, nargs="+", default=[1])
     run.add_argument("--samexporter-python", type=Path, default=None)
     run.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    add = sub.add_parser(
+        "add", help="time the peers beside a saved samedge bench report and rewrite it"
+    )
+    add.add_argument("report", type=Path, help="a bench*.json written by samedge bench")
+    add.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
+    add.add_argument("--samexporter-python", type=Path, default=None)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m samedge.bench.peers {setup-samexporter,run} ...``."""
+    """``python benchmarks/peers.py {setup-samexporter,run,add} ...``."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s"
@@ -767,6 +782,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"{python}\n")
         return 0
     given = list(sys.argv[1:] if argv is None else argv)
+    if args.command == "add":
+        report = add_peers(
+            BenchReport.load(args.report),
+            peers=args.peers,
+            samexporter_python=args.samexporter_python,
+            command=shlex.join(["python", "benchmarks/peers.py", *given]),
+        )
+        paths = report.save(args.report.parent, args.report.stem)
+        for ratio in report.ratios:
+            sys.stdout.write(
+                f"{ratio['model']} {ratio['part']}: {ratio['peer_suite']} / samedge "
+                f"{ratio['against']} ({ratio['samedge']}) = {ratio['ratio']:.2f}x\n"
+            )
+        for failure in report.failures:
+            sys.stderr.write(f"FAILED {failure['what']}: {failure['error']}\n")
+        sys.stdout.write("wrote " + ", ".join(str(p) for p in paths.values()) + "\n")
+        return 0
     report = run_peers_report(
         args.models,
         runs=args.runs,
@@ -778,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peers=args.peers,
     )
     record = {
-        "command": shlex.join(["python", "-m", "samedge.bench.peers", *given]),
+        "command": shlex.join(["python", "benchmarks/peers.py", *given]),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
         "settings": {
@@ -794,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         **report.to_json(),
     }
-    atomic_write_text(args.output, json.dumps(record, indent=2) + "\n")
+    write_atomic(args.output, json.dumps(record, indent=2) + "\n")
     for m in report.measurements:
         sys.stdout.write(
             f"{m.suite:18} {m.model:12} {m.precision:5} {m.part:9} B={m.objects or '-':<3} "

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
+import bench_calibration
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests._factories import load_benchmark_script
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load_benchmark_script("bench_calibration")
+    return bench_calibration
 
 
 def _encoder(path: Path, kind: str) -> Path:

@@ -1,7 +1,7 @@
 """The peers of ``samedge bench``: PyTorch, samexporter, the OpenVINO notebook recipe.
 
 Tiny models only (samedge_tiny: 256 px); the samexporter run needs its own
-environment (``python -m samedge.bench.peers setup-samexporter``) and skips
+environment (``python benchmarks/peers.py setup-samexporter``) and skips
 without it. No timing is asserted: only that each peer ran what it says, on
 the threads it was given, and recorded sane numbers.
 """
@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import peer_workers as workers
 import pytest
-
-from samedge.bench import _peer_workers as workers
-from samedge.bench.peers import (
+from peers import (
     API,
     ENGINE,
     SAMEXPORTER_ENV,
     SAMEXPORTER_PYTHON_ENV,
+    PeerSkip,
     PeersReport,
     default_work_dir,
     main,
@@ -29,7 +30,8 @@ from samedge.bench.peers import (
     run_peers_report,
     samexporter_env_python,
 )
-from samedge.bench.records import Measurement
+
+from samedge.bench import Measurement
 from samedge.errors import (
     BackendUnavailableError,
     CheckpointError,
@@ -163,7 +165,7 @@ def test_samexporter_skips_models_it_cannot_export_and_the_cli_writes_json(
     argv = ["run", "--models", "samedge_tiny", "--peers", "samexporter"]
     assert main([*argv, "--work-dir", str(tmp_path), "--output", str(out)]) == 0
     record = json.loads(out.read_text())
-    assert record["command"].startswith("python -m samedge.bench.peers run --models samedge_tiny")
+    assert record["command"].startswith("python benchmarks/peers.py run --models samedge_tiny")
     assert record["measurements"] == []
     assert record["skipped"][0]["suite"] == "samexporter"
     assert "exports only" in record["skipped"][0]["reason"]
@@ -295,7 +297,7 @@ def _samexporter_python() -> Path | None:
 @pytest.mark.skipif(
     _samexporter_python() is None,
     reason="no samexporter environment: create it with "
-    "`python -m samedge.bench.peers setup-samexporter` (or set SAMEDGE_SAMEXPORTER_PYTHON)",
+    "`python benchmarks/peers.py setup-samexporter` (or set SAMEDGE_SAMEXPORTER_PYTHON)",
 )
 def test_samexporter_peer_on_mobile_sam(tmp_path: Path) -> None:
     report = run_peers_report(
@@ -332,3 +334,43 @@ def test_samexporter_peer_on_mobile_sam(tmp_path: Path) -> None:
         assert 0 <= r.accuracy["mask_iou_vs_fp32"] <= 1
     assert report.versions["samexporter"]["samexporter"] == "0.5.0"
     assert "samexporter" in report.details["samexporter/mobile_sam/fp32"]["samexporter_file"]
+
+
+def test_add_peers_without_samexporter_env_still_runs_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import peers as peers_module
+
+    from samedge.bench import BenchReport, Timing
+    from tests.bench._rows import _report, _row
+
+    asked: list[list[str]] = []
+    row = Measurement(suite="pytorch", model="mobile_sam", backend="torch", precision="fp32",
+                      part="encoder", timing=Timing.from_seconds([0.5] * 3), device="CPU",
+                      note="engine: image_encoder")  # fmt: skip
+
+    def fake_report(models: list[str], *, peers: list[str], **kwargs: object) -> PeersReport:
+        asked.append(list(peers))
+        assert kwargs["runs"] == 20
+        assert kwargs["work_dir"] == tmp_path / "peers"
+        if "samexporter" in peers:
+            raise BackendUnavailableError("no samexporter environment: run setup-samexporter")
+        skip = PeerSkip("openvino-notebook", "mobile_sam", "nncf failed", "int8")
+        return PeersReport((row,), (skip,), {}, {})
+
+    monkeypatch.setattr(peers_module, "run_peers_report", fake_report)
+    base = _report([_row(model="mobile_sam", ms=100.0)])
+    settings = {**base.settings, "runs": 20, "warmup": 1, "threads": 2, "objects": [1],
+                "work_dir": str(tmp_path)}  # fmt: skip
+    models = ({"name": "mobile_sam", "precision": "fp32", "checkpoint": str(tmp_path / "c.pth")},)
+    report: BenchReport = peers_module.add_peers(
+        replace(base, settings=settings, models=models), command="python benchmarks/peers.py add x"
+    )
+    assert asked == [list(peers_module.PEERS), ["pytorch", "openvino-notebook"]]
+    assert row in report.measurements
+    assert report.command.endswith("&& python benchmarks/peers.py add x")
+    assert report.failures[0]["what"] == "peers/samexporter"
+    assert "setup-samexporter" in report.failures[0]["error"]
+    assert report.failures[1] == {"what": "peers/openvino-notebook/mobile_sam/int8",
+                                  "error": "nncf failed"}  # fmt: skip
+    assert any(r["peer_suite"] == "pytorch" for r in report.ratios)

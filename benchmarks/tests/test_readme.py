@@ -7,8 +7,7 @@ import logging
 import math
 
 import pytest
-
-from samedge.bench.readme import (
+from readme import (
     EVAL_BEGIN,
     EVAL_END,
     README_BEGIN,
@@ -16,6 +15,7 @@ from samedge.bench.readme import (
     rerender_markdown,
     update_readme,
 )
+
 from samedge.errors import InputError
 from samedge.evaluate import EvalReport, save_eval
 from tests.bench._rows import _report, _row
@@ -100,9 +100,9 @@ def test_readme_block_rewrite_is_idempotent_and_local(tmp_path):
         "| mobile_sam | fp32 | openvino | bf16 | 10.0 | 40% | 2.00 | 6.00 | 15.0 | 0.970 |" in block
     )
     assert "[bench_mobile_sam.json](benchmarks/results/test-2c/bench_mobile_sam.json)" in block
-    # The goals follow the table: B=16 / B=1 = 3× meets the decoder goal; no peers ran.
-    assert "| decoder: 16 objects in one call ≤ 4× one object | mobile_sam | met |" in block
-    assert "| encoder ≥ 8× PyTorch predictor | mobile_sam | not measured |" in block
+    # Measurements only: the project's goal verdicts are not the README's.
+    assert "goal" not in block.lower()
+    assert "PyTorch predictor" not in block  # no goal verdicts in the README
     assert update_readme(readme, results) is False
     assert readme.read_text() == text
 
@@ -153,7 +153,7 @@ def test_eval_block_from_an_eval_file(tmp_path):
     assert "| 1 click | 0.705 | 0.512 | 0.797 | 0.839 |" in block
     assert "| 3 clicks | 0.746 | 0.600 | 0.810 | 0.860 |" in block
     assert "| box | 0.862 | n/a | 0.900 | 0.950 |" in block  # no small objects: nan -> null
-    assert "1 click 0.705, missed; box 0.862, met." in block
+    assert "goal" not in block.lower()
     assert update_readme(readme, results) is False
 
 
@@ -199,5 +199,5 @@ def test_rerender_markdown_rewrites_stale_views_only(tmp_path):
     assert rerender_markdown(tmp_path) == [paths["plot"]]
     assert paths["plot"].read_bytes() == png
     text = paths["markdown"].read_text()
-    assert "## Goals" in text
+    assert "## Goals" not in text
     assert "![latency vs accuracy](bench_mobile_sam.png)" in text

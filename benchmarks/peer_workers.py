@@ -1,4 +1,6 @@
-"""The code each peer runs in its own process (see :mod:`samedge.bench.peers`).
+"""The code each peer runs in its own process (see ``benchmarks/peers.py``).
+
+Run as a script by ``benchmarks/peers.py``: ``python peer_workers.py JOB.json RESULT.json``.
 
 :func:`main` reads a job (JSON), runs it and writes the result (JSON). The
 parent picks the interpreter: the main environment for the PyTorch peer and the
@@ -18,8 +20,8 @@ difference between rows is the peer. Two encoder and decoder rows per peer:
   ``predict_masks``, the notebook's ``preprocess_image`` + encoder /
   mask predictor + ``postprocess_masks``).
 
-This module imports only numpy and samedge's record types at import time: it
-runs under samexporter's interpreter too.
+This script imports only numpy and samedge's public record types at import
+time: it runs under samexporter's interpreter too.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from samedge.bench.records import Measurement, Timing
+from samedge.bench import Measurement, Timing
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +123,13 @@ def agreement(
     masks: Sequence[tuple[np.ndarray, np.ndarray]],
 ) -> dict[str, float]:
     """Mask IoU (``logits > 0``) and embedding cosine of (fp32, other) pairs."""
+    from samedge.masks import mask_iou
+
     ious = []
     for ref, other in masks:
         a, b = np.asarray(ref) > 0, np.asarray(other) > 0
-        union = np.logical_or(a, b).sum()
-        ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+        # One IoU over all of a frame's masks (pooled), as 2-D masks.
+        ious.append(mask_iou(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])))
     cosines = []
     for ref, other in embeddings:
         r, o = np.ravel(ref).astype(np.float64), np.ravel(other).astype(np.float64)
@@ -209,9 +213,11 @@ def load_upstream(model: str, checkpoint: str) -> tuple[Any, Any, str]:
             return sam.eval(), module.SamPredictor, f"{package}.sam_model_registry[{key!r}]"
         from segment_anything import SamPredictor
 
-        from samedge.exporters.export import build_model, resolve_spec
+        from samedge.exporters import build_model, reduced_sam_spec
+        from samedge.models import get_model_spec
 
-        sam = build_model(resolve_spec(model), checkpoint)
+        spec = reduced_sam_spec() if model == reduced_sam_spec().name else get_model_spec(model)
+        sam = build_model(spec, checkpoint)
         return sam, SamPredictor, "samedge.exporters builder + segment_anything.SamPredictor"
 
 
@@ -474,10 +480,10 @@ def notebook_preprocess(frame: np.ndarray, size: int) -> np.ndarray:
     """The notebook's ``preprocess_image``: resize longest side (PIL), normalise, NCHW, pad."""
     from segment_anything.utils.transforms import ResizeLongestSide
 
+    from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
     resized = ResizeLongestSide(size).apply_image(frame).astype(np.float32)
-    x = (resized - np.array([123.675, 116.28, 103.53], np.float32)) / np.array(
-        [58.395, 57.12, 57.375], np.float32
-    )
+    x = (resized - np.array(SAM_PIXEL_MEAN, np.float32)) / np.array(SAM_PIXEL_STD, np.float32)
     x = x.transpose(2, 0, 1)[None]
     h, w = x.shape[-2:]
     return np.pad(x, ((0, 0), (0, 0), (0, size - h), (0, size - w))).astype(np.float32)
@@ -589,7 +595,7 @@ def run_notebook_quantize(job: Job) -> dict[str, Any]:
     import nncf
     import openvino as ov
 
-    from samedge.calibration.frames import read_frames
+    from samedge.calibration import read_frames
 
     out = Path(job["out"])
     # The notebook calibrates on coco128; nothing can be downloaded here, so the
@@ -763,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``main JOB.json RESULT.json``: run the job, write ``{"ok": ..., ...}``; exit 0 or 1."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2:
-        sys.stderr.write("usage: _peer_workers JOB.json RESULT.json\n")
+        sys.stderr.write("usage: peer_workers.py JOB.json RESULT.json\n")
         return 2
     job_path, result_path = Path(args[0]), Path(args[1])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
