@@ -108,6 +108,7 @@ def _header(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_chunks(args: argparse.Namespace) -> dict[str, Any]:
     """Each chunk size in turn, round after round, so other load spreads over all of them."""
+    header = _header(args)  # the machine's load before this run adds its own
     image = _image()
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -154,7 +155,7 @@ def run_chunks(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
                     print(rows[-1], flush=True)
-    return {**_header(args), "grid": args.grid, "rows": rows, "notes": sorted(set(notes))}
+    return {**header, "grid": args.grid, "rows": rows, "notes": sorted(set(notes))}
 
 
 def run_peers(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +165,7 @@ def run_peers(args: argparse.Namespace) -> dict[str, Any]:
     from samedge.exporters.builders import resolve_builder
 
     torch.set_num_threads(args.threads)
+    header = _header(args)  # the machine's load before this run adds its own
     image = _image()
     rows = []
     for name in args.models:
@@ -196,8 +198,8 @@ def run_peers(args: argparse.Namespace) -> dict[str, Any]:
             rows.append(row)
             print(row, flush=True)
             if args.results is not None:  # each row as it comes: a long run keeps what it did
-                _write(args, {**_header(args), "torch_threads": args.threads, "rows": rows})
-    return {**_header(args), "torch_threads": args.threads, "rows": rows}
+                _write(args, {**header, "torch_threads": args.threads, "rows": rows})
+    return {**header, "torch_threads": args.threads, "rows": rows}
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:

@@ -26,6 +26,13 @@ from samedge.exporters._sam2_video_parity import VideoParityReport, standard_cli
 from samedge.exporters.export import ExportConfig, resolve_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CLIP = (
+    "Clip: 16 frames of `samedge.scenes.MovingScene(seed=3, size=(480, 640), num_objects=4)`; "
+    "objects 1 (a click), 2 (a box) and 3 (two clicks and a negative) prompted on frame 0, "
+    "object 4 added on frame 5, a corrective click on object 2 on frame 6, object 3 removed "
+    "on frame 8 (`standard_clip` in exporters/_sam2_video_parity.py). Per frame and object: "
+    "mask IoU at frame resolution and max |difference| of the low-resolution logits."
+)
 
 
 def run(model: str, workdir: Path, frames: int = 16) -> VideoParityReport:
@@ -65,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# SAM 2 memory tracker parity ({args.model}, random weights seed 0)",
         "",
         f"`{data['command']}` ({seconds:.0f} s on {args.machine}).",
+        "",
+        CLIP,
         "",
         *(f"- {note}" for note in report.notes),
         "",

@@ -329,9 +329,7 @@ def _restore_float_outputs(model: onnx.ModelProto, original: Mapping[str, int]) 
         tensor.elem_type = onnx.TensorProto.FLOAT
 
 
-def _fp16_readers_of_outputs(
-    model: onnx.ModelProto, blocked: set[str], block_ops: set[str]
-) -> int:
+def _fp16_readers_of_outputs(model: onnx.ModelProto, blocked: set[str], block_ops: set[str]) -> int:
     """Point converted (FP16) nodes that read a graph output at its FP16 value.
 
     With ``keep_io_types=True`` onnxconverter-common 1.16 ends an output in

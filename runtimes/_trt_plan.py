@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -278,15 +279,51 @@ def _static(dim: Dim) -> int | None:
     return dim if isinstance(dim, int) and dim >= 0 else None
 
 
-def profile_shapes(inputs: Sequence[ValueInfo], config: TensorRTConfig) -> dict[str, ProfileShape]:
+def memory_dims(metadata: Mapping[str, str]) -> dict[str, tuple[int, int]]:
+    """Profile ``(opt, max)`` of a SAM 2 memory graph's named dims, from its metadata.
+
+    ``M`` (memory frames) and ``P`` (object pointers) are dynamic up to the
+    maxima the export recorded (``samedge.memory``, see
+    :class:`samedge.memory_model.MemorySettings`); the optimum is the steady
+    state of a long video (``num_maskmem`` frames, ``max_pointers_in_encoder``
+    pointers). Empty for graphs without memory.
+
+    Example:
+        >>> meta = {"samedge.memory": '{"num_maskmem": 7, "max_pointers_in_encoder": 16,'
+        ...         ' "max_memory_frames": 10, "max_pointers": 19}'}
+        >>> memory_dims(meta)
+        {'M': (7, 10), 'P': (16, 19)}
+    """
+    raw = metadata.get("samedge.memory")
+    if not raw:
+        return {}
+    try:
+        memory = json.loads(raw)
+        return {
+            "M": (int(memory["num_maskmem"]), int(memory["max_memory_frames"])),
+            "P": (int(memory["max_pointers_in_encoder"]), int(memory["max_pointers"])),
+        }
+    except (ValueError, KeyError, TypeError) as e:
+        raise BackendError(
+            f"samedge.memory metadata is unreadable ({e}); re-export the model with samedge"
+        ) from None
+
+
+def profile_shapes(
+    inputs: Sequence[ValueInfo],
+    config: TensorRTConfig,
+    named: Mapping[str, tuple[int, int]] | None = None,
+) -> dict[str, ProfileShape]:
     """The optimisation profile for every input with a dynamic axis.
 
-    A dynamic axis 0 counts objects (``1..max_objects``), a dynamic axis 1
-    prompt points (``1..max_points``); static axes are copied. Inputs with no
-    dynamic axis (the encoder's) need no profile and are left out.
+    A dynamic dim named in ``named`` gets its ``(opt, max)`` from there (the
+    memory graphs' ``M`` and ``P``, :func:`memory_dims`); otherwise a dynamic
+    axis 0 counts objects (``1..max_objects``), a dynamic axis 1 prompt points
+    (``1..max_points``); static axes are copied. Inputs with no dynamic axis
+    (the encoder's) need no profile and are left out.
 
     Raises:
-        BackendError: a dynamic axis other than 0 or 1 (samedge's decoder has none).
+        BackendError: any other dynamic axis (samedge's graphs have none).
 
     Example:
         >>> point = ValueInfo("point_coords", 1, ("B", "N", 2))
@@ -310,6 +347,10 @@ def profile_shapes(inputs: Sequence[ValueInfo], config: TensorRTConfig) -> dict[
                 low.append(size)
                 opt.append(size)
                 high.append(size)
+            elif isinstance(dim, str) and named and dim in named:
+                low.append(1)
+                opt.append(min(named[dim][0], named[dim][1]))
+                high.append(named[dim][1])
             elif axis in limits:
                 low.append(1)
                 opt.append(limits[axis][0])

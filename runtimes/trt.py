@@ -95,6 +95,7 @@ from samedge.runtimes._trt_plan import (
     ProfileShape,
     _profile_text,
     _TrtCompat,
+    memory_dims,
     profile_shapes,
 )
 from samedge.runtimes.base import Backend, TensorSpec
@@ -354,7 +355,7 @@ class TensorRTBackend(Backend):
         compat = _TrtCompat.parse(version)
         compat.check_opset(summary.opsets, self.model_path.name)
         plan = compat.plan(GraphPrecision.of(summary), self.config.fp16)
-        shapes = profile_shapes(summary.inputs, self.config)
+        shapes = profile_shapes(summary.inputs, self.config, memory_dims(summary.metadata))
         mem = get_cuda_memory(self.config.cuda_api, self._device_index)
         state: _Engine | None = None
         try:

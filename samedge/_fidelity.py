@@ -341,9 +341,7 @@ class Reference:
 
     def decoder_feeds(self) -> list[dict[str, np.ndarray]]:
         """Decoder inputs (FP32 embedding + the prompt set) of every held-out frame."""
-        return [
-            {IMAGE_EMBEDDINGS: f.embedding, **f.extras, **f.prompt_feeds} for f in self._frames
-        ]
+        return [{IMAGE_EMBEDDINGS: f.embedding, **f.extras, **f.prompt_feeds} for f in self._frames]
 
     def embeddings(self) -> list[np.ndarray]:
         """The FP32 embeddings of the held-out frames."""

@@ -63,12 +63,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Points per decoder call, measured fastest per backend on this repository's
-# 2-core EPYC (benchmarks/results/amd-epyc-2c/generator_chunks.md). TensorRT
-# takes its engine profile's maximum (TensorRTConfig.max_objects) when smaller.
+# Points per decoder call, measured on this repository's 2-core EPYC
+# (benchmarks/results/amd-epyc-2c/generator_chunks.md: 16..256 on samedge_tiny,
+# 16..64 on MobileSAM). ONNX Runtime: 64 was fastest on MobileSAM and within
+# noise of the fastest on samedge_tiny; OpenVINO: 32 on samedge_tiny. TensorRT is
+# not measured here: 64, capped by its engine profile (TensorRTConfig.max_objects).
+# SAM-size embeddings are further capped by DECODER_MEMORY_BUDGET (to 16).
 DEFAULT_POINTS_PER_BATCH: dict[str, int] = {
     "onnxruntime": 64,
-    "openvino": 64,
+    "openvino": 32,
     "tensorrt": 64,
 }
 _FALLBACK_POINTS_PER_BATCH = 64

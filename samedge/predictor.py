@@ -246,6 +246,13 @@ class Predictor:
 
         self.model_dir = resolve_model(model)
         self.card: ModelCard = read_model_dir(self.model_dir)
+        if self.card.family != "sam":
+            raise ModelDirError(
+                f"model {self.model_dir}: holds {self.card.model}, a SAM 2-family model "
+                "(four graphs with a memory); open it with "
+                "samedge.memory_predictor.MemoryPredictor, or track with it through "
+                "samedge.stream / `samedge run --model DIR` (memory tracking)"
+            )
         if precision is not None:
             if precision not in PRECISIONS:
                 raise InputError(

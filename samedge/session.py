@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SessionConfig", "Tracking", "open_session"]
 
+log = logging.getLogger(__name__)
+
 
 class Tracking(str, enum.Enum):
     """How objects are followed from frame to frame (``--tracker``)."""
@@ -61,9 +63,6 @@ class Tracking(str, enum.Enum):
     """Each frame prompted again from the object's previous mask (any SAM 1-family model)."""
     MEMORY = "memory"
     """SAM 2's memory bank (needs a SAM 2-family model directory)."""
-
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -558,6 +558,10 @@ class _AsSession:
     def __init__(self, backend: Any) -> None:
         self._backend = backend
 
+    def get_outputs(self) -> tuple[Any, ...]:
+        """The output specs (each has ``.name``), as ONNX Runtime's session lists them."""
+        return tuple(self._backend.outputs)
+
     def run(self, names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = self._backend.infer(feeds)
         return [out[n] for n in (names or list(out))]

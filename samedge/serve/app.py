@@ -20,6 +20,10 @@ with a 4xx status that says what was wrong):
 ``PUT /api/objects/{id}``   replace its prompt (also re-acquires a lost object)
 ``PATCH /api/objects/{id}`` refine: add points to its earlier clicks (a box replaces its box)
 ``DELETE /api/objects/{id}`` stop tracking it (204)
+``POST /api/everything``    every object in the latest frame (SAM's automatic mask
+                            generation; optional JSON body of GeneratorConfig settings,
+                            e.g. ``{"points_per_side": 16}``; 409 while one runs;
+                            ``?frame=1`` adds the frame as a base64 JPEG)
 ``WS /ws``                  per-frame results; ``?frames=1`` adds a binary JPEG after each
                             frame's JSON, ``?masks=0`` leaves the masks out; a
                             ``{"type": "status", "source_state": "reconnecting", ...}``
@@ -71,7 +75,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from samedge.errors import PromptError
+from samedge.errors import InputError, PromptError
+from samedge.generator import GeneratorConfig
 from samedge.serve.service import ApiError, PromptSpec, StreamService, Subscriber
 
 __all__ = ["create_app", "parse_prompt"]
@@ -316,6 +321,47 @@ def _reject_constant(name: str) -> Any:
     raise ApiError(422, f"body: got {name}, expected finite numbers (JSON has no {name})")
 
 
+# GeneratorConfig's numeric settings a client may send to /api/everything.
+_EVERYTHING_FIELDS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "stability_score_offset",
+    "box_nms_thresh",
+    "crop_n_layers",
+    "crop_nms_thresh",
+    "crop_overlap_ratio",
+    "crop_n_points_downscale_factor",
+    "min_mask_region_area",
+)
+
+
+def parse_everything(data: Any) -> GeneratorConfig:
+    """The generator settings of a ``POST /api/everything`` body (``{}`` for the defaults).
+
+    Raises:
+        ApiError: 400 for a body that is not an object, an unknown key, or a
+            value the generator refuses (its message names the setting).
+    """
+    if not isinstance(data, dict):
+        raise ApiError(400, f"body: got {type(data).__name__}, expected a JSON object")
+    unknown = sorted(set(data) - set(_EVERYTHING_FIELDS))
+    if unknown:
+        raise ApiError(
+            400,
+            f"body: unknown keys {', '.join(map(repr, unknown))}; expected any of "
+            f"{', '.join(_EVERYTHING_FIELDS)}",
+        )
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ApiError(400, f"{key}: got {_short(value)}, expected a number")
+    try:
+        return GeneratorConfig(**data)
+    except (InputError, TypeError) as e:
+        raise ApiError(400, str(e)) from e
+
+
 def _json(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status)
 
@@ -415,6 +461,16 @@ def create_app(service: StreamService, *, manage: bool = True) -> Starlette:
         status, data = _apply_op(service, op, oid, await _read_json(request, limit))
         return _json(data, status)
 
+    async def everything(request: Request) -> Response:
+        has_body = request.headers.get("content-length", "0") != "0" or (
+            "transfer-encoding" in request.headers
+        )
+        config = parse_everything(await _read_json(request, limit) if has_body else {})
+        # Seconds of CPU: off the event loop, so the stream and other clients go on.
+        frame = _query_flag(request.query_params, "frame", False)
+        data = await asyncio.to_thread(service.segment_everything, config, frame=frame)
+        return _json(data)
+
     async def api_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ApiError):
             if exc.status == 422:
@@ -451,6 +507,7 @@ def create_app(service: StreamService, *, manage: bool = True) -> Starlette:
         Route("/api/info", info),
         Route("/api/objects", objects, methods=["GET", "POST", "DELETE"]),
         Route("/api/objects/{object_id}", one_object, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/api/everything", everything, methods=["POST"]),
         WebSocketRoute("/ws", ws),
     ]
     app = Starlette(

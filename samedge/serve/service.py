@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import json
 import logging
@@ -37,14 +38,15 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from samedge._version import __version__
 from samedge.errors import InputError, PromptError
+from samedge.generator import GeneratorConfig, MaskGenerator, OutputMode
 from samedge.masks import mask_to_rle
 from samedge.serve.config import ServeConfig
 from samedge.serve.metrics import ServerMetrics
@@ -54,6 +56,9 @@ from samedge.stream.pipeline import FrameResult
 from samedge.stream.reconnect import ReconnectingSource, SourceStatus
 from samedge.stream.sources import FrameSource, SyntheticSource
 from samedge.stream.tracking import TrackedObject, Tracker, TrackState
+
+if TYPE_CHECKING:
+    from samedge.predictor import Predictor
 
 __all__ = [
     "ApiError",
@@ -240,6 +245,10 @@ class StreamService:
         self._lock = threading.Lock()  # prompts, subscribers, state
         self._cond = threading.Condition()  # the broadcaster's mailbox
         self._stream: Stream | None = None  # the session, from open() to stop()
+        # "Segment everything" runs on a Predictor of its own (the pipeline's is busy on
+        # the pipeline thread and not thread-safe), opened on first use, one request at a time.
+        self._everything: Predictor | None = None
+        self._everything_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._subscribers: set[Subscriber] = set()
         self._prompts: dict[int, PromptSpec] = {}
@@ -335,6 +344,10 @@ class StreamService:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()  # joins the pipeline thread; closes the source and the model
+        with self._everything_lock:  # waits for a running "segment everything"
+            if self._everything is not None:
+                self._everything.close()
+                self._everything = None
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:
@@ -542,6 +555,78 @@ class StreamService:
             # those among the frames it drops.
             "source_state": status.state if (status := self.source_status()) else "connected",
             "objects": [object_json(o, rle=masks) for _, o in sorted(result.objects.items())],
+        }
+
+    # -- segment everything ---------------------------------------------------------------
+
+    def segment_everything(
+        self, config: GeneratorConfig | None = None, *, frame: bool = False
+    ) -> dict[str, Any]:
+        """Every object in the latest frame (SAM's automatic mask generation).
+
+        Runs :class:`~samedge.generator.MaskGenerator` on the newest frame with a
+        Predictor of its own (the stream goes on meanwhile), best mask first.
+
+        Args:
+            config: Grid and thresholds; ``None`` for :class:`GeneratorConfig`'s
+                defaults. Masks come back as uncompressed COCO RLE (``rle``), as
+                the objects' masks do.
+            frame: Also return the frame the masks belong to, as a base64 JPEG
+                (``jpeg``), so a client can draw them on it (the stream moves on).
+
+        Raises:
+            ApiError: 409 while another request runs, 503 before the first
+                frame, 422 for a model without SAM's prompt decoder (SAM 2).
+        """
+        result = self.latest
+        stream = self._stream
+        if result is None or stream is None:
+            raise ApiError(503, "no frame yet: the pipeline is starting; retry in a moment")
+        if not self._everything_lock.acquire(blocking=False):
+            raise ApiError(409, "segment everything: a request is already running; wait for it")
+        try:
+            predictor = self._everything
+            if predictor is None:
+                from samedge.errors import ModelDirError
+                from samedge.predictor import Predictor
+
+                source = stream.predictor
+                try:
+                    predictor = Predictor(source.model_dir, backend=source.backend_choice)
+                except ModelDirError as e:
+                    raise ApiError(422, f"segment everything: {e}") from e
+                self._everything = predictor
+            config = replace(
+                config if config is not None else GeneratorConfig(),
+                output_mode=OutputMode.UNCOMPRESSED_RLE,
+            )
+            started = time.perf_counter()
+            records = MaskGenerator(predictor, config).generate(result.image)
+            seconds = time.perf_counter() - started
+        finally:
+            self._everything_lock.release()
+        h, w = result.image.shape[:2]
+        extra = {}
+        if frame:
+            jpeg = _encode_jpeg(result.image, self.config.jpeg_quality)
+            extra["jpeg"] = base64.b64encode(jpeg).decode("ascii")
+        return {
+            "frame_id": result.frame_id,
+            "width": int(w),
+            "height": int(h),
+            "seconds": round(seconds, 3),
+            **extra,
+            "masks": [
+                {
+                    "rle": r["segmentation"],
+                    "bbox": [float(v) for v in r["bbox"]],
+                    "area": int(r["area"]),
+                    "predicted_iou": round(float(r["predicted_iou"]), 4),
+                    "stability_score": round(float(r["stability_score"]), 4),
+                    "point": [float(v) for v in r["point_coords"][0]],
+                }
+                for r in records
+            ],
         }
 
     # -- subscribers --------------------------------------------------------------------

@@ -17,6 +17,8 @@ server and :func:`open_stream` reuse them:
   reopened with backoff after a drop-out;
 * :mod:`~samedge.stream.tracking`: :class:`Tracker`, objects with stable ids
   followed by re-prompting, all decoded in one batched call per frame;
+* :mod:`~samedge.stream.memory`: :class:`MemoryTracker`, SAM 2's memory bank (in
+  numpy) over the stateless graphs of a SAM 2.1 / EdgeTAM export;
 * :mod:`~samedge.stream.draw`: mask overlays, ids, boxes, a status line;
 * :mod:`~samedge.stream.sinks`: video file (or PNG frames) and callback sinks;
 * :mod:`~samedge.stream.pipeline`: :class:`Pipeline` and its per-stage :class:`Stats`;
@@ -42,6 +44,7 @@ from typing import Any
 
 from samedge.stream.api import Prompts, Stream, open_stream
 from samedge.stream.draw import color_for_id, draw_objects, draw_text_line
+from samedge.stream.memory import MemoryTracker, MemoryTrackerConfig
 from samedge.stream.pipeline import STAGES, FrameResult, Pipeline, Stats, StatsSummary
 from samedge.stream.reconnect import ReconnectingSource, ReconnectPolicy, SourceStatus
 from samedge.stream.sinks import CallbackSink, Sink, VideoSink
@@ -67,6 +70,8 @@ __all__ = [
     "FrameSource",
     "ImageFolderSource",
     "LatestFrameReader",
+    "MemoryTracker",
+    "MemoryTrackerConfig",
     "Pipeline",
     "Prompts",
     "PushSource",

@@ -153,3 +153,39 @@ def test_openvino_runs_the_four_graphs_like_onnxruntime(
     for ort_logits, ov_logits in zip(logits["onnxruntime"], logits["openvino"], strict=True):
         # OpenVINO computes in bf16 on CPUs that have it: logits agree to a fraction of a unit.
         assert float(np.abs(np.asarray(ort_logits) - np.asarray(ov_logits)).max()) < 0.5
+
+
+def test_a_session_on_a_sam2_model_tracks_with_memory(reduced_export: tuple[Path, object]) -> None:
+    # samedge run / serve / stream() open sessions this way: auto picks the memory tracker.
+    from samedge.errors import InputError, ModelDirError
+    from samedge.predictor import Predictor
+    from samedge.prompts import ObjectPrompt
+    from samedge.session import SessionConfig, Tracking, open_session
+    from samedge.stream import MemoryTracker, TrackState
+    from samedge.stream.demo import RunConfig, run_demo
+
+    model, _ = reduced_export
+    config = SessionConfig(model=model, backend="onnxruntime", frames=3, synthetic_size=(96, 128))
+    box = ObjectPrompt(box=[20, 20, 80, 70])
+    with open_session(config, box) as stream:
+        assert isinstance(stream.tracker, MemoryTracker)
+        assert stream.predictor.backend_reason
+        results = list(stream)
+    assert [r.frame_id for r in results] == [0, 1, 2]
+    for result in results:  # random weights: present or occluded, as the score says
+        obj = result.objects[1]
+        assert obj.state in (TrackState.TRACKING, TrackState.OCCLUDED)
+        assert (obj.mask is None) == (obj.state is TrackState.OCCLUDED)
+        if obj.mask is not None:
+            assert obj.mask.shape == (96, 128)
+
+    with pytest.raises(InputError, match="memory"):
+        open_session(SessionConfig(model=model, tracking=Tracking.REPROMPT))
+    with pytest.raises(ModelDirError, match="MemoryPredictor"):
+        Predictor(model)
+
+    report = run_demo(
+        RunConfig(model=model, backend="onnxruntime", frames=2, output=None, objects=1)
+    )
+    assert report.tracker == "memory"
+    assert "tracker:   memory" in report.format()

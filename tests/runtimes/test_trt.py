@@ -274,6 +274,33 @@ def test_profile_opt_points_never_exceeds_max() -> None:
     assert shapes["point_labels"] == ProfileShape((1, 1), (1, 1), (16, 1))
 
 
+def test_profile_of_sam2_memory_attention_uses_the_exported_maxima() -> None:
+    # M (memory frames) and P (object pointers) are bounded by the export, not by
+    # max_points: SAM 2's bank holds up to 19 pointers.
+    from samedge.runtimes._trt_plan import memory_dims
+
+    meta = {
+        "samedge.memory": '{"num_maskmem": 7, "max_pointers_in_encoder": 16, '
+        '"max_memory_frames": 10, "max_pointers": 19}'
+    }
+    inputs = [
+        ValueInfo("vision_features", 1, (1, 256, 64, 64)),
+        ValueInfo("memory_bank", 1, ("B", "M", 4096, 64)),
+        ValueInfo("pointer_bank", 1, ("B", "P", 256)),
+        ValueInfo("pointer_bank_offsets", 1, ("B", "P")),
+    ]
+    cfg = TensorRTConfig(max_objects=8, opt_objects=3)
+    shapes = profile_shapes(inputs, cfg, memory_dims(meta))
+    assert "vision_features" not in shapes
+    assert shapes["memory_bank"] == ProfileShape(
+        (1, 1, 4096, 64), (3, 7, 4096, 64), (8, 10, 4096, 64)
+    )
+    assert shapes["pointer_bank_offsets"] == ProfileShape((1, 1), (3, 16), (8, 19))
+    assert memory_dims({}) == {}
+    with pytest.raises(BackendError, match="re-export"):
+        memory_dims({"samedge.memory": '{"num_maskmem": 7}'})
+
+
 def test_profile_refuses_other_dynamic_axes() -> None:
     image = ValueInfo("image", 1, (1, 3, "H", "W"))
     with pytest.raises(BackendError, match=r"image: axis 2 \(H\) is dynamic"):

@@ -188,13 +188,15 @@ def click_an_object(page: Page, truth: GroundTruth, rect: dict) -> tuple[int, fl
 
 
 @pytest.fixture(params=["reduced", "samedge_tiny"])
-def served(request, reduced_sam_dir):
+def served(request):
     if request.param == "samedge_tiny":
         if not (TINY_DIR / "samedge.json").exists():
             pytest.skip(f"samedge_tiny is not shipped yet ({TINY_DIR} has no samedge.json)")
         config = ServeConfig(model=TINY_DIR, backend="onnxruntime", port=0, token=TOKEN, seed=SEED)
     else:
-        # Random weights: keep every mask so there is something to draw.
+        # A random-weight SAM (needs torch to export): keep every mask so there is
+        # something to draw. Only this variant needs torch.
+        reduced_sam_dir = request.getfixturevalue("reduced_sam_dir")
         config = ServeConfig(
             model=reduced_sam_dir.dir,
             backend="onnxruntime",
@@ -365,5 +367,17 @@ def test_click_to_segment_in_chromium(chromium, served):
             assert time.monotonic() < deadline, "the remove button did not remove object 1"
             time.sleep(0.1)
         cv2.imwrite(str(ARTIFACTS / f"{model}_final.png"), page.screenshot())
+
+        # 6. "Segment everything" pauses the view on the frame's masks; resuming clears them.
+        page.eval("document.getElementById('everything').click()")
+        page.wait_for("window.samedge.everything", timeout=120)
+        count = page.eval("window.samedge.everything.masks.length")
+        if model == "samedge_tiny":  # random weights keep no mask at the page's thresholds
+            assert count >= 1
+        assert page.eval("document.getElementById('pause').textContent") == "Resume view"
+        assert "masks on frame" in page.eval("document.getElementById('message').textContent")
+        cv2.imwrite(str(ARTIFACTS / f"{model}_everything.png"), page.screenshot())
+        page.eval("document.getElementById('pause').click()")
+        assert page.eval("window.samedge.everything") is None
         errors = [c for c in page.console if "exception" in c]
         assert not errors, errors
