@@ -52,6 +52,7 @@ from samedge.stream.sources import FrameSource
 from samedge.stream.tracking import TrackedObject, Tracker, TrackerConfig
 
 if TYPE_CHECKING:
+    from samedge.memory_predictor import MemoryPredictor
     from samedge.predictor import Predictor
 
 __all__ = ["Prompts", "Stream", "open_stream", "prompt_items"]
@@ -362,7 +363,7 @@ def open_stream(
     source: str | int | os.PathLike[str] | FrameSource | None = None,
     prompts: Prompts = None,
     *,
-    model: str | os.PathLike[str] | Predictor = "samedge_tiny",
+    model: str | os.PathLike[str] | Predictor | MemoryPredictor = "samedge_tiny",
     backend: str = "auto",
     precision: str | None = None,
     device: str | None = None,
@@ -388,7 +389,9 @@ def open_stream(
             :class:`~samedge.ObjectPrompt` (points, a box, or both), a list
             (ids 1, 2, ...) or a dict id -> prompt. More can be added later.
         model: Model directory, built-in name, or an open
-            :class:`~samedge.Predictor` (then not closed by the stream).
+            :class:`~samedge.Predictor` (or, for a SAM 2.1 / EdgeTAM directory,
+            :class:`~samedge.memory_predictor.MemoryPredictor`; then not closed
+            by the stream). SAM 2-family models track with memory.
         backend: ``"auto"`` or a backend name (ignored with a Predictor).
         precision: Insist on a precision (ignored with a Predictor).
         device: Backend device; ``None`` for the best (ignored with a Predictor).
@@ -422,16 +425,18 @@ def open_stream(
         ...                         max_frames=3):                      # doctest: +SKIP
         ...     print(r.frame_id, r.objects[1].state.value, r.objects[1].box)
     """
+    from samedge.memory_predictor import MemoryPredictor
     from samedge.predictor import Predictor
     from samedge.session import SessionConfig, open_session
 
+    opened = model if isinstance(model, (Predictor, MemoryPredictor)) else None
     given = source if isinstance(source, FrameSource) else None
     try:
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames <= 0):
             raise InputError(f"max_frames: got {max_frames!r}, expected a positive int or None")
         config = SessionConfig(
             source=None if given is not None else source,
-            model=model.model_dir if isinstance(model, Predictor) else model,
+            model=opened.model_dir if opened is not None else model,
             backend=backend,
             precision=precision,
             device=device,
@@ -449,7 +454,7 @@ def open_stream(
     return open_session(
         config,
         prompts,
-        predictor=model if isinstance(model, Predictor) else None,
+        predictor=opened,
         source=given,
         callback=callback,
     )

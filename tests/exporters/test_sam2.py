@@ -184,6 +184,15 @@ def test_a_session_on_a_sam2_model_tracks_with_memory(reduced_export: tuple[Path
     with pytest.raises(ModelDirError, match="MemoryPredictor"):
         Predictor(model)
 
+    # samedge.stream() with an open MemoryPredictor (kept open by the stream).
+    from samedge.memory_predictor import MemoryPredictor
+    from samedge.stream import open_stream
+
+    with MemoryPredictor(model, backend="onnxruntime") as predictor:
+        results = list(open_stream("synthetic", box, model=predictor, max_frames=2))
+        assert [r.frame_id for r in results] == [0, 1]
+        predictor.set_image(np.zeros((32, 32, 3), np.uint8))  # still open
+
     report = run_demo(
         RunConfig(model=model, backend="onnxruntime", frames=2, output=None, objects=1)
     )
