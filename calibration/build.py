@@ -105,6 +105,7 @@ from samedge.model_dir import (
 from samedge.predictor import resolve_model
 from samedge.preprocess import ResizeLongestSide
 from samedge.prompts import batch_prompts
+from samedge.stream.sources import is_synthetic
 
 __all__ = ["BuildConfig", "Precision", "build", "failed_report_path", "has_ground_truth"]
 
@@ -583,7 +584,7 @@ def build(
     if (
         config.precision is not Precision.FP16
         and card.model != "samedge_tiny"
-        and (isinstance(source, str) and source == SYNTHETIC)
+        and is_synthetic(source)
     ):
         log.warning(
             "calibrating %s on synthetic scenes; pass --calibration with frames from your "

@@ -35,6 +35,7 @@ import numpy as np
 
 from samedge.errors import CalibrationDataError, ImageError, InputError
 from samedge.preprocess import validate_image
+from samedge.stream.sources import SYNTHETIC, is_synthetic
 
 __all__ = [
     "CALIBRATION_SEED",
@@ -49,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC = "synthetic"
 SYNTHETIC_SIZE = (480, 640)
 #: Seed of the synthetic calibration scenes; held-out scenes use ``[seed, 2]``.
 CALIBRATION_SEED = 4242
@@ -208,7 +208,7 @@ def read_frames(
         >>> frames = read_frames(0, 32, heldout=8)               # camera 0  # doctest: +SKIP
     """
     check_frame_counts(count, heldout)
-    if isinstance(source, str) and source.strip().lower() == SYNTHETIC:
+    if is_synthetic(source):
         return _synthetic(count, heldout, CALIBRATION_SEED if seed is None else seed)
     need = count + heldout
     if isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool):
