@@ -273,6 +273,36 @@ _AXIS_ROLES: dict[int, tuple[str, str]] = {
     1: ("points", "max_points"),
 }
 
+# The memory graphs' axis 1 counts memory frames (M) or object pointers (P), bounded
+# by the export's memory settings rather than by a TensorRTConfig field.
+_MEMORY_AXIS_1: dict[str, str] = {
+    "memory_bank": "memory frames",
+    "memory_bank_tpos": "memory frames",
+    "pointer_bank": "object pointers",
+    "pointer_bank_offsets": "object pointers",
+}
+MEMORY_LIMIT_HINT = (
+    "the engine's memory profile is the export's maximum; lower "
+    "MemoryTrackerConfig.max_conditioning_frames (the tracker's memory-bank bound)"
+)
+
+
+def axis_role(name: str, axis: int) -> tuple[str, str]:
+    """What a dynamic axis of input ``name`` counts, and the TensorRTConfig field bounding it.
+
+    The field is ``""`` where no TensorRTConfig field bounds the axis (the memory
+    graphs' M and P axes, bounded by the export; see :data:`MEMORY_LIMIT_HINT`).
+
+    Example:
+        >>> axis_role("point_coords", 1)
+        ('points', 'max_points')
+        >>> axis_role("memory_bank", 1)
+        ('memory frames', '')
+    """
+    if axis == 1 and name in _MEMORY_AXIS_1:
+        return _MEMORY_AXIS_1[name], ""
+    return _AXIS_ROLES.get(axis, (f"size on axis {axis}", ""))
+
 
 def _static(dim: Dim) -> int | None:
     """The size of a fixed dimension; None for a dynamic (named or negative) one."""

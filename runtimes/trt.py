@@ -89,12 +89,13 @@ from samedge.runtimes._trt_build import (
 # The planning half (precision, version differences, profile) is its own module;
 # its public names are re-exported here, where users have always imported them.
 from samedge.runtimes._trt_plan import (
-    _AXIS_ROLES,
+    MEMORY_LIMIT_HINT,
     BuildPlan,
     GraphPrecision,
     ProfileShape,
     _profile_text,
     _TrtCompat,
+    axis_role,
     memory_dims,
     profile_shapes,
 )
@@ -121,6 +122,13 @@ _INTEGRATED_WORKSPACE_SHARE = 4
 _LIMIT_HINT = (
     "N counts each click, 2 corners per box, and 1 padding point for an object without a box"
 )
+
+# What the profile-limit error adds, by what the axis counts.
+_LIMIT_NOTES = {
+    "points": _LIMIT_HINT,
+    "memory frames": MEMORY_LIMIT_HINT,
+    "object pointers": MEMORY_LIMIT_HINT,
+}
 
 # -- configuration ------------------------------------------------------------------
 
@@ -619,17 +627,21 @@ class TensorRTBackend(Backend):
             for axis, (size, lo, hi) in enumerate(zip(feeds[name].shape, low, high, strict=True)):
                 if lo <= size <= hi:
                     continue
-                what, option = _AXIS_ROLES.get(axis, (f"size on axis {axis}", ""))
+                what, option = axis_role(name, axis)
                 if size < lo:
                     raise ProfileLimitError(
                         f"{name}: got {size} {what} (axis {axis}), the engine needs at least {lo}"
                     )
-                hint = f"; raise it with TensorRTConfig({option}={size})" if option else ""
-                note = f" ({_LIMIT_HINT})" if what == "points" else ""
+                hint = (
+                    f"; raise it with TensorRTConfig({option}={size}); the larger engine is "
+                    "built once and cached"
+                    if option
+                    else ""
+                )
+                note = f" ({_LIMIT_NOTES[what]})" if what in _LIMIT_NOTES else ""
                 raise ProfileLimitError(
                     f"{name}: got {size} {what} (axis {axis}), but this TensorRT engine was "
-                    f"built for at most {hi}{note}{hint}; the larger engine is built once "
-                    "and cached"
+                    f"built for at most {hi}{note}{hint}"
                 )
 
     @staticmethod

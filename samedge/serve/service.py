@@ -59,6 +59,7 @@ from samedge.stream.tracking import TrackedObject, Tracker, TrackState
 
 if TYPE_CHECKING:
     from samedge.predictor import Predictor
+    from samedge.stream.memory import MemoryTracker
 
 __all__ = [
     "ApiError",
@@ -410,7 +411,7 @@ class StreamService:
         return self._stream
 
     @property
-    def _tracker(self) -> Tracker | None:
+    def _tracker(self) -> Tracker | MemoryTracker | None:
         stream = self._stream
         return stream.tracker if stream is not None else None
 
@@ -657,7 +658,7 @@ class StreamService:
 
     # -- prompts ----------------------------------------------------------------------
 
-    def _ready_tracker(self) -> tuple[Tracker, tuple[int, int]]:
+    def _ready_tracker(self) -> tuple[Tracker | MemoryTracker, tuple[int, int]]:
         """The tracker and frame size, or the reason prompts cannot be taken now."""
         state = self.state
         if state != "running" or self._tracker is None:
@@ -694,7 +695,9 @@ class StreamService:
                 "per object",
             )
 
-    def _apply(self, tracker: Tracker, prompt: PromptSpec, object_id: int | None) -> int:
+    def _apply(
+        self, tracker: Tracker | MemoryTracker, prompt: PromptSpec, object_id: int | None
+    ) -> int:
         try:
             return tracker.add(
                 point_coords=[list(p) for p in prompt.points] if prompt.points else None,
@@ -775,7 +778,7 @@ class StreamService:
             tracker.clear()
             return n
 
-    def _unknown(self, object_id: int, tracker: Tracker | None) -> ApiError:
+    def _unknown(self, object_id: int, tracker: Tracker | MemoryTracker | None) -> ApiError:
         known = ", ".join(map(str, sorted(tracker.objects))) if tracker is not None else ""
         return ApiError(404, f"object {object_id}: no such object (ids: {known or 'none'})")
 

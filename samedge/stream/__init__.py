@@ -44,6 +44,7 @@ from typing import Any
 
 from samedge.stream.api import Prompts, Stream, open_stream
 from samedge.stream.draw import color_for_id, draw_objects, draw_text_line
+from samedge.stream.latest import LatestFrameReader
 from samedge.stream.memory import MemoryTracker, MemoryTrackerConfig
 from samedge.stream.pipeline import STAGES, FrameResult, Pipeline, Stats, StatsSummary
 from samedge.stream.reconnect import ReconnectingSource, ReconnectPolicy, SourceStatus
@@ -52,7 +53,6 @@ from samedge.stream.sources import (
     Frame,
     FrameSource,
     ImageFolderSource,
-    LatestFrameReader,
     PushSource,
     SyntheticSource,
     VideoCaptureSource,

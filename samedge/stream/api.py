@@ -54,6 +54,7 @@ from samedge.stream.tracking import TrackedObject, Tracker, TrackerConfig
 if TYPE_CHECKING:
     from samedge.memory_predictor import MemoryPredictor
     from samedge.predictor import Predictor
+    from samedge.stream.memory import MemoryTracker
 
 __all__ = ["Prompts", "Stream", "open_stream", "prompt_items"]
 
@@ -117,8 +118,8 @@ class Stream:
     def __init__(
         self,
         source: FrameSource,
-        predictor: Predictor,
-        tracker: Tracker,
+        predictor: Predictor | MemoryPredictor,
+        tracker: Tracker | MemoryTracker,
         *,
         owns_predictor: bool,
         sinks: Sequence[Sink] = (),
@@ -429,14 +430,19 @@ def open_stream(
     from samedge.predictor import Predictor
     from samedge.session import SessionConfig, open_session
 
-    opened = model if isinstance(model, (Predictor, MemoryPredictor)) else None
-    given = source if isinstance(source, FrameSource) else None
+    opened: Predictor | MemoryPredictor | None = None
+    model_spec: str | os.PathLike[str]
+    if isinstance(model, (Predictor, MemoryPredictor)):
+        opened, model_spec = model, model.model_dir
+    else:
+        model_spec = model
+    given, spec = (source, None) if isinstance(source, FrameSource) else (None, source)
     try:
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames <= 0):
             raise InputError(f"max_frames: got {max_frames!r}, expected a positive int or None")
         config = SessionConfig(
-            source=None if given is not None else source,
-            model=opened.model_dir if opened is not None else model,
+            source=spec,
+            model=model_spec,
             backend=backend,
             precision=precision,
             device=device,

@@ -52,9 +52,7 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -70,6 +68,7 @@ from samedge.memory_model import (
     MemorySettings,
 )
 from samedge.prompts import ObjectPrompt
+from samedge.stream._objects import PromptedObjects
 from samedge.stream.tracking import TrackedObject, TrackState
 
 __all__ = ["MemoryTracker", "MemoryTrackerConfig", "ObjectMemory"]
@@ -187,12 +186,15 @@ class _Job:
     object_score: float = 0.0
 
 
-class MemoryTracker:
+class MemoryTracker(PromptedObjects[_Object]):
     """Objects with stable ids, followed with SAM 2's memory, batched per frame.
 
     Thread-safe as :class:`~samedge.stream.tracking.Tracker`: prompts may arrive
     from other threads while a pipeline thread calls :meth:`step`; a decode
-    that raced a new prompt or a removal of its object is discarded.
+    that raced a new prompt or a removal of its object is discarded. A prompt
+    for a known object (``add(..., object_id=...)``) corrects it: decoded with
+    its memory on the next frame, which becomes a conditioning frame; a second
+    prompt for it before that frame is refused (:class:`PromptError`).
 
     Args:
         config: Limits; ``None`` for the defaults.
@@ -207,108 +209,33 @@ class MemoryTracker:
 
     def __init__(self, config: MemoryTrackerConfig | None = None) -> None:
         self.config = config if config is not None else MemoryTrackerConfig()
-        self._lock = threading.Lock()
-        self._objects: dict[int, _Object] = {}
-        self._next_id = 1
+        super().__init__(self.config.max_objects)
         self._frame = 0
         self.last_timings: dict[str, float] = {}
 
-    # -- prompts (the Tracker interface) -------------------------------------------------
+    # -- prompts (add, add_prompt, remove, clear, objects: PromptedObjects) --------------
 
-    def add(
-        self,
-        point_coords: np.ndarray | Sequence[Sequence[float]] | None = None,
-        point_labels: np.ndarray | Sequence[float] | None = None,
-        box: np.ndarray | Sequence[float] | None = None,
-        *,
-        object_id: int | None = None,
-    ) -> int:
-        """Prompt a new object, or correct a tracked one (``object_id`` of an existing object).
+    def _new_entry(self, object_id: int, prompt: ObjectPrompt) -> _Object:
+        return _Object(object_id=object_id, prompt=prompt)
 
-        Returns:
-            The object's id.
-
-        Raises:
-            PromptError: malformed prompt, too many objects, or a prompt for an
-                object that already has one waiting for the next frame.
-            InputError: ``object_id`` is not a positive int.
-        """
-        if point_coords is not None and point_labels is None:
-            n = len(np.asarray(point_coords, dtype=np.float64).reshape(-1, 2))
-            point_labels = np.ones(n, np.float64)
-        prompt = ObjectPrompt(
-            point_coords=cast("np.ndarray | None", point_coords),
-            point_labels=cast("np.ndarray | None", point_labels),
-            box=cast("np.ndarray | None", box),
-        )
-        return self.add_prompt(prompt, object_id=object_id)
-
-    def add_prompt(self, prompt: ObjectPrompt, *, object_id: int | None = None) -> int:
-        """:meth:`add` for a ready :class:`~samedge.ObjectPrompt`.
-
-        Its ``mask_input``, if any, is fed to the decoder with the points.
-
-        Raises:
-            PromptError: not an ObjectPrompt, too many objects, or a second
-                prompt for an object before the next frame.
-            InputError: ``object_id`` is not a positive int.
-        """
-        if not isinstance(prompt, ObjectPrompt):
+    def _prompt_known(self, entry: _Object, prompt: ObjectPrompt) -> None:
+        # A corrective prompt: decoded on the next frame with the object's memory, and
+        # that frame becomes one of its conditioning frames (as SAM 2 does).
+        if entry.prompt is not None:
             raise PromptError(
-                f"prompt: got {type(prompt).__name__}, expected a samedge.ObjectPrompt"
+                f"object {entry.object_id}: already has a prompt waiting for the next "
+                "frame; put all its points (and box) in one prompt, or prompt it "
+                "again after the next step"
             )
-        if object_id is not None and (
-            isinstance(object_id, bool)
-            or not isinstance(object_id, (int, np.integer))
-            or object_id <= 0
-        ):
-            raise InputError(f"object_id: got {object_id!r}, expected a positive int or None")
-        with self._lock:
-            if object_id is not None and int(object_id) in self._objects:
-                obj = self._objects[int(object_id)]
-                if obj.prompt is not None:
-                    raise PromptError(
-                        f"object {obj.object_id}: already has a prompt waiting for the next "
-                        "frame; put all its points (and box) in one prompt, or prompt it "
-                        "again after the next step"
-                    )
-                obj.prompt = prompt
-                obj.generation += 1
-                return obj.object_id
-            limit = self.config.max_objects
-            if limit is not None and len(self._objects) >= limit:
-                raise ProfileLimitError(
-                    f"tracker: already {len(self._objects)} objects, the limit is {limit} "
-                    "(MemoryTrackerConfig.max_objects; keep it within the engines' batch "
-                    "profile, TensorRTConfig.max_objects); remove one first"
-                )
-            oid = int(object_id) if object_id is not None else self._next_id
-            self._next_id = max(self._next_id, oid + 1)
-            self._objects[oid] = _Object(object_id=oid, prompt=prompt)
-            return oid
+        entry.prompt = prompt
+        entry.generation += 1
 
-    def remove(self, object_id: int) -> None:
-        """Stop tracking an object and drop its memory.
-
-        Raises:
-            InputError: no object has this id.
-        """
-        with self._lock:
-            if object_id not in self._objects:
-                known = ", ".join(map(str, sorted(self._objects))) or "none"
-                raise InputError(f"object_id: got {object_id!r}, no such object (ids: {known})")
-            del self._objects[object_id]
-
-    def clear(self) -> None:
-        """Remove every object (ids keep counting up)."""
-        with self._lock:
-            self._objects.clear()
-
-    @property
-    def objects(self) -> dict[int, TrackedObject]:
-        """Snapshot of every object, by id."""
-        with self._lock:
-            return {oid: o.snapshot() for oid, o in sorted(self._objects.items())}
+    def _limit_error(self, count: int, limit: int) -> PromptError:
+        return ProfileLimitError(
+            f"tracker: already {count} objects, the limit is {limit} "
+            "(MemoryTrackerConfig.max_objects; keep it within the engines' batch "
+            "profile, TensorRTConfig.max_objects); remove one first"
+        )
 
     @property
     def frame_index(self) -> int:
@@ -317,11 +244,11 @@ class MemoryTracker:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._objects)
+            return len(self._entries)
 
     def __contains__(self, object_id: object) -> bool:
         with self._lock:
-            return object_id in self._objects
+            return object_id in self._entries
 
     def memory_report(self) -> list[ObjectMemory]:
         """What each object's bank holds now, and its bytes (bounded by the card's maxima)."""
@@ -334,7 +261,7 @@ class MemoryTracker:
                     len(o.cond) + len(o.recent),
                     o.nbytes(),
                 )
-                for oid, o in sorted(self._objects.items())
+                for oid, o in sorted(self._entries.items())
             ]
 
     # -- per frame -------------------------------------------------------------------
@@ -392,7 +319,7 @@ class MemoryTracker:
     def _plan(self, frame_size: tuple[int, int]) -> list[_Job]:
         jobs = []
         with self._lock:
-            for oid, obj in sorted(self._objects.items()):
+            for oid, obj in sorted(self._entries.items()):
                 prompt = obj.prompt
                 if prompt is not None:
                     try:
@@ -400,7 +327,7 @@ class MemoryTracker:
                     except PromptError:
                         obj.prompt = None
                         if not obj.cond:
-                            del self._objects[oid]
+                            del self._entries[oid]
                         raise
                 if prompt is None and not obj.cond:
                     continue
@@ -524,7 +451,7 @@ class MemoryTracker:
         with self._lock:
             for job, feat in zip(write, features, strict=True):
                 obj = job.obj
-                if self._objects.get(obj.object_id) is not obj or obj.generation != job.generation:
+                if self._entries.get(obj.object_id) is not obj or obj.generation != job.generation:
                     continue
                 entry = _Memory(np.array(feat, np.float32), cast("np.ndarray", job.pointer))
                 conditioning = job.init or (
@@ -547,7 +474,7 @@ class MemoryTracker:
         with self._lock:
             for job in jobs:
                 obj = job.obj
-                if self._objects.get(obj.object_id) is not obj or obj.generation != job.generation:
+                if self._entries.get(obj.object_id) is not obj or obj.generation != job.generation:
                     continue
                 if job.prompt is not None:
                     obj.prompt = None

@@ -56,9 +56,10 @@ import numpy as np
 
 from samedge.errors import InputError
 from samedge.stream.draw import draw_objects
+from samedge.stream.latest import LatestFrameReader
 from samedge.stream.sinks import Sink
-from samedge.stream.sources import Frame, FrameSource, LatestFrameReader
-from samedge.stream.tracking import PredictorLike, TrackedObject, Tracker
+from samedge.stream.sources import Frame, FrameSource
+from samedge.stream.tracking import TrackedObject
 
 __all__ = [
     "STAGES",
@@ -76,8 +77,9 @@ STAGES = ("capture", "encoder", "decoder", "postprocess", "draw", "sinks")
 LATENCY = "latency"
 
 
-class StreamPredictor(PredictorLike, Protocol):
-    """What the pipeline needs from a :class:`~samedge.Predictor`.
+class StreamPredictor(Protocol):
+    """What the pipeline needs from a :class:`~samedge.Predictor` or a
+    :class:`~samedge.memory_predictor.MemoryPredictor` (trackers need more).
 
     ``overlap`` also needs ``encode(image) -> embedding`` and
     ``set_embedding(embedding)``, with ``encode`` safe to run on one thread
@@ -85,6 +87,15 @@ class StreamPredictor(PredictorLike, Protocol):
     """
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
+
+
+class FrameTracker(Protocol):
+    """What the pipeline needs from a tracker (:class:`~samedge.stream.Tracker`,
+    :class:`~samedge.stream.MemoryTracker`): one step per frame, timed."""
+
+    last_timings: dict[str, float]
+
+    def step(self, predictor: Any) -> dict[int, TrackedObject]: ...
 
 
 class _EncodingPredictor(Protocol):
@@ -352,7 +363,7 @@ class Pipeline:
         self,
         source: FrameSource,
         predictor: StreamPredictor,
-        tracker: Tracker | None = None,
+        tracker: FrameTracker | None = None,
         *,
         sinks: Sequence[Sink] = (),
         max_frames: int | None = None,

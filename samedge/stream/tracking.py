@@ -26,17 +26,17 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol
 
 import numpy as np
 
 from samedge.errors import InputError, PromptError
 from samedge.masks import Box, deep_point, drop_fragments, mask_box, mask_iou
 from samedge.prompts import ObjectPrompt
+from samedge.stream._objects import PromptedObjects
 
 __all__ = [
     "PredictorLike",
@@ -241,12 +241,14 @@ class _Plan:
     multimask: bool
 
 
-class Tracker:
+class Tracker(PromptedObjects[_Entry]):
     """Objects with stable ids, followed frame to frame with one batched decode.
 
     Thread-safe: prompts may be added or removed from other threads (a web
     server) while a pipeline thread calls :meth:`step`; a decode that raced a
     new prompt for the same object is discarded in favour of the prompt.
+    A prompt for a known object (``add(..., object_id=...)``, tracking or lost)
+    replaces its state: this is how a lost object is re-acquired.
 
     Args:
         config: Re-prompting and loss thresholds; ``None`` for the defaults.
@@ -261,130 +263,25 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config if config is not None else TrackerConfig()
-        self._lock = threading.Lock()
-        self._entries: dict[int, _Entry] = {}
-        self._next_id = 1
+        super().__init__(self.config.max_objects)
         self.last_timings: dict[str, float] = {}
 
-    # -- prompts ------------------------------------------------------------------------
+    # -- prompts (add, add_prompt, remove, clear, objects: PromptedObjects) --------------
 
-    def add(
-        self,
-        point_coords: np.ndarray | Sequence[Sequence[float]] | None = None,
-        point_labels: np.ndarray | Sequence[float] | None = None,
-        box: np.ndarray | Sequence[float] | None = None,
-        *,
-        object_id: int | None = None,
-    ) -> int:
-        """Prompt an object; it is decoded on the next :meth:`step`.
+    def _new_entry(self, object_id: int, prompt: ObjectPrompt) -> _Entry:
+        return _Entry(object_id=object_id, prompt=prompt)
 
-        With ``object_id`` of an existing object (tracking or lost), the new
-        prompt replaces its state: this is how a lost object is re-acquired.
+    def _prompt_known(self, entry: _Entry, prompt: ObjectPrompt) -> None:
+        # The new prompt replaces the object's state: how a lost object is re-acquired.
+        entry.prompt = prompt
+        entry.generation += 1
+        log.debug("object %d re-prompted (was %s)", entry.object_id, entry.state.value)
 
-        Args:
-            point_coords: ``(N, 2)`` (x, y) points in frame pixels.
-            point_labels: ``(N,)`` labels, 1 foreground, 0 background;
-                ``None`` with points means all foreground.
-            box: XYXY box in frame pixels.
-            object_id: Re-prompt this object, or create it with this id;
-                ``None`` gives the next free id.
-
-        Returns:
-            The object's id.
-
-        Raises:
-            PromptError: malformed points, labels or box (see
-                :class:`~samedge.prompts.ObjectPrompt`), or too many objects.
-            InputError: ``object_id`` is not a positive int.
-        """
-        if point_coords is not None and point_labels is None:
-            try:
-                n = len(np.asarray(point_coords, dtype=np.float64).reshape(-1, 2))
-            except (TypeError, ValueError) as e:
-                raise PromptError(
-                    f"point_coords: got {point_coords!r}, expected (N, 2) (x, y) points ({e})"
-                ) from e
-            point_labels = np.ones(n, np.float64)
-        # ObjectPrompt converts and validates sequences itself (with its own messages).
-        prompt = ObjectPrompt(
-            point_coords=cast("np.ndarray | None", point_coords),
-            point_labels=cast("np.ndarray | None", point_labels),
-            box=cast("np.ndarray | None", box),
+    def _limit_error(self, count: int, limit: int) -> PromptError:
+        return PromptError(
+            f"tracker: already {count} objects, the limit is {limit} "
+            "(TrackerConfig.max_objects); remove one first"
         )
-        return self.add_prompt(prompt, object_id=object_id)
-
-    def add_prompt(self, prompt: ObjectPrompt, *, object_id: int | None = None) -> int:
-        """:meth:`add` for a ready :class:`~samedge.ObjectPrompt` (its ``mask_input``,
-        if any, is used on the first decode).
-
-        Raises:
-            PromptError: ``prompt`` is not an ObjectPrompt, or too many objects.
-            InputError: ``object_id`` is not a positive int.
-
-        Example:
-            >>> from samedge import ObjectPrompt
-            >>> Tracker().add_prompt(ObjectPrompt(box=[10, 10, 50, 40]), object_id=7)
-            7
-        """
-        if not isinstance(prompt, ObjectPrompt):
-            raise PromptError(
-                f"prompt: got {type(prompt).__name__}, expected a samedge.ObjectPrompt "
-                "(points and/or a box)"
-            )
-        if object_id is not None and (
-            isinstance(object_id, bool)
-            or not isinstance(object_id, (int, np.integer))
-            or object_id <= 0
-        ):
-            raise InputError(f"object_id: got {object_id!r}, expected a positive int or None")
-        with self._lock:
-            if object_id is not None and int(object_id) in self._entries:
-                entry = self._entries[int(object_id)]
-                entry.prompt = prompt
-                entry.generation += 1
-                log.debug("object %d re-prompted (was %s)", entry.object_id, entry.state.value)
-                return entry.object_id
-            limit = self.config.max_objects
-            if limit is not None and len(self._entries) >= limit:
-                raise PromptError(
-                    f"tracker: already {len(self._entries)} objects, the limit is {limit} "
-                    "(TrackerConfig.max_objects); remove one first"
-                )
-            oid = int(object_id) if object_id is not None else self._next_id
-            self._next_id = max(self._next_id, oid + 1)
-            self._entries[oid] = _Entry(object_id=oid, prompt=prompt)
-            return oid
-
-    def remove(self, object_id: int) -> None:
-        """Stop tracking an object.
-
-        Raises:
-            InputError: no object has this id.
-        """
-        with self._lock:
-            if object_id not in self._entries:
-                known = ", ".join(map(str, sorted(self._entries))) or "none"
-                raise InputError(f"object_id: got {object_id!r}, no such object (ids: {known})")
-            del self._entries[object_id]
-
-    def clear(self) -> None:
-        """Remove every object (ids keep counting up)."""
-        with self._lock:
-            self._entries.clear()
-
-    @property
-    def objects(self) -> dict[int, TrackedObject]:
-        """Snapshot of every object, by id."""
-        with self._lock:
-            return {oid: e.snapshot() for oid, e in sorted(self._entries.items())}
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def __contains__(self, object_id: object) -> bool:
-        with self._lock:
-            return object_id in self._entries
 
     # -- per frame -------------------------------------------------------------------
 

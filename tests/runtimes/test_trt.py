@@ -301,6 +301,18 @@ def test_profile_of_sam2_memory_attention_uses_the_exported_maxima() -> None:
         memory_dims({"samedge.memory": '{"num_maskmem": 7}'})
 
 
+def test_memory_limits_name_memory_frames_not_points() -> None:
+    # A memory bank over the engine's profile names what it counts and the tracker
+    # setting that bounds it; it offers no TensorRTConfig field (the export bounds it).
+    limits = {"memory_bank": ((1, 1, 16, 8), (4, 10, 16, 8))}
+    feeds = {"memory_bank": np.zeros((2, 11, 16, 8), np.float32)}
+    with pytest.raises(ProfileLimitError, match="11 memory frames") as info:
+        TensorRTBackend._check_limits(limits, feeds)
+    message = str(info.value)
+    assert "max_conditioning_frames" in message
+    assert "points" not in message and "TensorRTConfig(" not in message
+
+
 def test_profile_refuses_other_dynamic_axes() -> None:
     image = ValueInfo("image", 1, (1, 3, "H", "W"))
     with pytest.raises(BackendError, match=r"image: axis 2 \(H\) is dynamic"):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from samedge.errors import ImageError, InputError
+from samedge.stream.latest import LatestFrameReader
 from samedge.stream.sources import (
     RECENT_SCENES,
     FrameSource,
     ImageFolderSource,
-    LatestFrameReader,
     SyntheticSource,
     VideoCaptureSource,
     jetson_csi_pipeline,
