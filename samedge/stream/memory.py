@@ -148,6 +148,7 @@ class _Object:
     area: int = 0
     age: int = 0
     low_res: np.ndarray | None = field(default=None, repr=False)  # [L, L], this frame's
+    object_score: float | None = None  # presence logit of this frame
     reason: str | None = None
 
     def snapshot(self) -> TrackedObject:
@@ -160,6 +161,8 @@ class _Object:
             area=self.area,
             age=self.age,
             lost_reason=self.reason,
+            low_res_logits=self.low_res,
+            object_score=self.object_score,
         )
 
     def nbytes(self) -> int:
@@ -480,9 +483,11 @@ class MemoryTracker(PromptedObjects[_Object]):
                     obj.prompt = None
                     obj.age = 0
                 obj.age += 1
-                obj.low_res = job.low_res
-                obj.score = job.iou
                 low = cast("np.ndarray", job.low_res)
+                low.flags.writeable = False  # handed out in snapshots
+                obj.low_res = low
+                obj.object_score = job.object_score
+                obj.score = job.iou
                 mask = predictor.upsample(low) > 0 if job.object_score > 0 else None
                 area = int(np.count_nonzero(mask)) if mask is not None else 0
                 if mask is None or area == 0:

@@ -183,7 +183,13 @@ class TrackedObject:
         score: Predicted IoU of the latest decode (the collapsed one when lost).
         area: Pixels in the mask (the last known area while lost).
         age: Frames decoded since the object's latest prompt.
-        lost_reason: Why it was lost, ``None`` while tracking.
+        lost_reason: Why it was lost (or, for the memory tracker, occluded);
+            ``None`` while tracking.
+        low_res_logits: The chosen mask's logits at the decoder's resolution
+            (``L×L``, read-only) from the latest decode; ``None`` before it.
+            What the memory tracker writes to memory; for comparing builds.
+        object_score: The memory tracker's object-presence logit of the latest
+            frame (> 0: present); ``None`` for the re-prompt tracker.
     """
 
     object_id: int
@@ -194,6 +200,8 @@ class TrackedObject:
     area: int
     age: int
     lost_reason: str | None = None
+    low_res_logits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    object_score: float | None = None
 
     @property
     def tracking(self) -> bool:
@@ -227,6 +235,7 @@ class _Entry:
             area=self.area,
             age=self.age,
             lost_reason=self.lost_reason,
+            low_res_logits=self.low_res,
         )
 
 
@@ -461,6 +470,7 @@ class Tracker(PromptedObjects[_Entry]):
                 entry.area = area
                 entry.point = deep_point(mask, entry.box)
                 entry.low_res = np.array(low_res[i, j], np.float32)
+                entry.low_res.flags.writeable = False  # handed out in snapshots
                 entry.age += 1
             if cfg.max_overlap < 1.0:
                 self._drop_merged(previous)

@@ -143,11 +143,16 @@ def test_occluded_object_keeps_its_id_and_comes_back() -> None:
     assert state.state is TrackState.OCCLUDED
     assert state.mask is None
     assert "score" in (state.lost_reason or "")
+    assert state.object_score == -3.0  # the presence logit is handed out with the state
     predictor.score = 2.0
     state = tracker.step(predictor)[oid]
     assert state.state is TrackState.TRACKING
     assert state.mask is not None
     assert state.object_id == oid
+    assert state.object_score == 2.0
+    logits = state.low_res_logits
+    assert logits is not None and logits.ndim == 2 and not logits.flags.writeable
+    assert (state.mask.any()) == bool((logits > 0).any())
 
 
 def test_correction_runs_the_tracked_decode_then_the_click() -> None:
