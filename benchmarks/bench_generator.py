@@ -21,7 +21,9 @@ Two measurements, both on one 480×640 procedural scene and random weights
     grid's decoding) and relaxed thresholds that keep masks (this also times
     upsampling, stability, NMS and RLE of what survives). SAM ViT-B runs a
     16×16 grid (``--vit-b-points``): its PyTorch generator takes minutes per
-    image at 32×32 on a 2-core CPU. Writes ``bench_generator.md`` / ``.json``.
+    image at 32×32 on a 2-core CPU. samedge's time is split by where it goes
+    (encoder, decoder calls, upsampling of the masks that can survive, and the
+    rest: stability scores, boxes, NMS, records). Writes ``bench_generator.md`` / ``.json``.
 
 Examples::
 
@@ -35,6 +37,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -48,6 +51,7 @@ from _files import write_atomic
 
 import samedge
 from samedge import GeneratorConfig, MaskGenerator, Predictor
+from samedge._image_prompter import ImagePrompter, as_prompter
 from samedge.bench import library_versions, machine_info
 from samedge.predictor import resolve_model
 from samedge.scenes import make_scene
@@ -84,6 +88,35 @@ def _model_dir(name: str, work: Path) -> tuple[Path, Path | None]:
         torch.save(resolve_builder(spec)(None, seed=0).state_dict(), ckpt)
         export_model(spec, ckpt, out, config=ExportConfig(progress=False, verify=False))
     return out, ckpt
+
+
+class _TimedPrompter(ImagePrompter):
+    """A prompter that adds up the seconds spent encoding, decoding and upsampling."""
+
+    def __init__(self, predictor: Any) -> None:
+        self.inner = as_prompter(predictor)
+        self.predictor = self.inner.predictor
+        self.seconds: dict[str, float] = {}
+
+    def _add(self, what: str, start: float) -> None:
+        self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - start
+
+    def set_image(self, image: np.ndarray) -> None:
+        start = time.perf_counter()
+        self.inner.set_image(image)
+        self._add("encoder", start)
+
+    def decode_points(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
+        out = self.inner.decode_points(points)
+        self._add("decoder", start)
+        return out
+
+    def upscale(self, low_res: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.inner.upscale(low_res)
+        self._add("upsample", start)
+        return out
 
 
 def _time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
@@ -155,7 +188,7 @@ def run_chunks(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
                     print(rows[-1], flush=True)
-    return {**header, "grid": args.grid, "rows": rows, "notes": sorted(set(notes))}
+    return {**header, "grid": args.grid, "rows": rows, "notes": sorted(set(notes)), **_end()}
 
 
 def run_peers(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,18 +221,29 @@ def run_peers(args: argparse.Namespace) -> dict[str, Any]:
             }
             for backend in args.backends:
                 with Predictor(directory, backend=backend) as predictor:
-                    gen = MaskGenerator(predictor, GeneratorConfig(**cfg))
+                    timed = _TimedPrompter(predictor)
+                    gen = MaskGenerator(timed, GeneratorConfig(**cfg))
                     gen.generate(image)  # warm-up: engine load and compile
+                    timed.seconds.clear()
                     ours, our_masks = _time(lambda g=gen: g.generate(image), args.runs)
+                    parts = {k: v / args.runs for k, v in timed.seconds.items()}
+                    parts["rest"] = max(0.0, ours - sum(parts.values()))
                     row[f"{backend}_s"] = round(ours, 2)
+                    for part in ("encoder", "decoder", "upsample", "rest"):
+                        row[f"{backend}_{part}_s"] = round(parts.get(part, 0.0), 2)
                     row[f"{backend}_masks"] = len(our_masks)
                     row[f"{backend}_speedup"] = round(peer / ours, 1)
                     row[f"{backend}_points_per_batch"] = gen.points_per_batch
             rows.append(row)
             print(row, flush=True)
             if args.results is not None:  # each row as it comes: a long run keeps what it did
-                _write(args, {**header, "torch_threads": args.threads, "rows": rows})
-    return {**header, "torch_threads": args.threads, "rows": rows}
+                _write(args, {**header, "torch_threads": args.threads, "rows": rows, **_end()})
+    return {**header, "torch_threads": args.threads, "rows": rows, **_end()}
+
+
+def _end() -> dict[str, Any]:
+    """The machine's load when the run ended (others' jobs show here)."""
+    return {"load_average_1min_at_end": round(os.getloadavg()[0], 2)}
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
@@ -217,7 +261,8 @@ def _setup(record: dict[str, Any]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
     return [
         f"Machine: {m['name']} ({m['cpu']}, {m['cores']} cores, load average "
-        f"{m.get('load_average_1min', '?')} at the start), {record['date']}.",
+        f"{m.get('load_average_1min', '?')} at the start, "
+        f"{record.get('load_average_1min_at_end', '?')} at the end), {record['date']}.",
         f"Versions: {versions}.",
         f"Command: `{record['command']}`",
         "",
@@ -283,6 +328,13 @@ def markdown_peers(record: dict[str, Any]) -> str:
     columns += [("segment_anything_masks", "masks (SAM)")]
     columns += [(f"{b}_masks", f"masks ({b})") for b in BACKENDS]
     relaxed = ", ".join(f"{k}={v}" for k, v in RELAXED.items())
+    breakdown = [("model", "model"), ("params", "parameters")]
+    for backend in BACKENDS:
+        if any(f"{backend}_decoder_s" in r for r in record["rows"]):
+            breakdown += [
+                (f"{backend}_{part}_s", f"{backend} {part} s")
+                for part in ("encoder", "decoder", "upsample", "rest")
+            ]
     lines = [
         "# Automatic mask generation: samedge vs SamAutomaticMaskGenerator",
         "",
@@ -294,6 +346,12 @@ def markdown_peers(record: dict[str, Any]) -> str:
         "decoder call for the backend and model (the `chunk` columns).",
         "",
         *_table(record["rows"], columns),
+        "",
+        "Where samedge's time goes (per image): the encoder, the decoder calls, upsampling "
+        "the masks that can survive the filters to the frame, and the rest (stability "
+        "scores, boxes, NMS, records).",
+        "",
+        *_table(record["rows"], breakdown),
         "",
     ]
     return "\n".join(lines)

@@ -229,7 +229,14 @@ def _mib(*paths: Path) -> float:
 
 
 def run_pytorch(job: Job) -> dict[str, Any]:
-    """segment_anything's (MobileSAM's) ``SamPredictor`` on the job's checkpoint."""
+    """segment_anything's (MobileSAM's) ``SamPredictor`` on the job's checkpoint.
+
+    EfficientViT-SAM runs its own package's predictor (``peers_efficientvit.py``).
+    """
+    from peers_efficientvit import is_efficientvit_sam, run_efficientvit_pytorch
+
+    if is_efficientvit_sam(job["model"]):
+        return run_efficientvit_pytorch(job)
     import torch
 
     if job["threads"] is not None:

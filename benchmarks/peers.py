@@ -11,7 +11,9 @@ Three ways people run SAM on a CPU today, each timed with its own code:
 
 ``"pytorch"``
     segment_anything's ``SamPredictor`` (MobileSAM's own package for
-    ``mobile_sam``), fp32, threads set with ``torch.set_num_threads``.
+    ``mobile_sam``; the ``efficientsam`` package's ``EfficientViTSamPredictor``
+    for EfficientViT-SAM, see ``benchmarks/peers_efficientvit.py``), fp32,
+    threads set with ``torch.set_num_threads``.
 ``"samexporter"``
     `samexporter <https://pypi.org/project/samexporter/>`_ (pinned
     :data:`SAMEXPORTER_VERSION`): its exporter CLI (``samexporter.export_encoder
@@ -70,6 +72,7 @@ from typing import Any
 
 from _files import write_atomic
 from peer_workers import API, ENGINE, FRAME_SIZE
+from peers_efficientvit import is_efficientvit_sam
 
 from samedge.bench import (
     BenchReport,
@@ -576,6 +579,13 @@ def run_peers_report(
                 reason = f"samexporter exports only {sorted(SAMEXPORTER_MODEL_TYPES)}"
                 skipped.append(PeerSkip(peer, model, reason))
                 continue
+            if peer == "openvino-notebook" and is_efficientvit_sam(model):
+                reason = (
+                    "the notebook's recipe converts SAM's encoder and mask predictor; "
+                    "EfficientViT-SAM's own predictor is the pytorch peer"
+                )
+                skipped.append(PeerSkip(peer, model, reason))
+                continue
             log.info("peer %s on %s ...", peer, model)
             try:
                 if peer == "pytorch":
@@ -776,7 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s"
     )
-    work_dir = args.work_dir or default_work_dir()
+    # `add` has no --work-dir: the report names its own.
+    work_dir = getattr(args, "work_dir", None) or default_work_dir()
     if args.command == "setup-samexporter":
         python = setup_samexporter(work_dir, force=args.force)
         sys.stdout.write(f"{python}\n")

@@ -7,7 +7,14 @@
 #
 # Steps: samedge_tiny (fp32 + its own fp16/int8 builds), mobile_sam (fp32 +
 # fp16/int8 builds + the peers), sam_vit_b (fp32 + the peers), samedge-tiny's
-# held-out accuracy, then the README's tables (`python benchmarks/readme.py`)
+# held-out accuracy, decoder (MobileSAM's decoder per object at B=1/4/16, SAM's
+# own predict_masks vs samedge's batched export, ONNX Runtime and OpenVINO:
+# results/<machine>/decoder_batch.md), prepost (pre-/post-processing share of
+# a streamed frame, exact vs fast paths: results/<machine>/prepost.md),
+# video (memory tracking per frame and per graph with 1/3/8 objects beside Meta's
+# PyTorch SAM2VideoPredictor, edgetam and sam2.1_hiera_tiny: bench_video_*.md;
+# opt-in, about 40 minutes here: `bash benchmarks/reproduce.sh video`),
+# then the README's tables (`python benchmarks/readme.py`)
 # and the project's goal verdicts (`python benchmarks/goals.py`, results/<machine>/goals.md).
 # The peers are timed beside a saved report by `python benchmarks/peers.py add`. Each step writes
 # JSON, markdown and a PNG into benchmarks/results/<machine>/ and records its
@@ -31,10 +38,11 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval)
+[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder prepost)
 
 machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench import machine_name; print(machine_name())')}"
 results="benchmarks/results/$machine"
+work="${XDG_CACHE_HOME:-$HOME/.cache}/samedge/bench/profile"
 common=(--points 1 --objects 1,4,16 --peak-size 2048 --isa-cap --machine "$machine" --output "$results")
 [ -n "${SAMEDGE_BENCH_NOTE:-}" ] && common+=(--note "$SAMEDGE_BENCH_NOTE")
 
@@ -62,8 +70,31 @@ for step in "${steps[@]}"; do
         eval)
             samedge eval samedge_tiny --scenes 200 --output "$results/eval_samedge_tiny.json"
             ;;
+        decoder)
+            # Exports MobileSAM (random weights) twice into $work the first time.
+            # One thread and process CPU time: robust to other load (see the file's Reading).
+            python benchmarks/profile_decoder.py --export mobile_sam --work "$work" \
+                --threads 1 --clock cpu --objects 1,4,16 --runs 7 --ops \
+                --output "$results/decoder_batch.md"
+            ;;
+        prepost)
+            # Needs the decoder step's MobileSAM export.
+            python benchmarks/profile_prepost.py --model samedge_tiny \
+                --model "$work/mobile_sam-decoder-batched" --backend openvino --clock cpu \
+                --frames 640x480,1280x720 --objects 1,16 --runs 5 --output "$results/prepost.md"
+            ;;
+        video)
+            # SAM 2.1-T's frames are slow here (seconds each): 2 timed frames right after the
+            # prompted one; EdgeTAM's bank fills over its 3 warm-up frames first.
+            samedge bench edgetam --video --objects 1,3,8 --warmup 3 --frames 3 \
+                --machine "$machine" --output "$results" --name bench_video_edgetam
+            python benchmarks/video_peer.py "$results/bench_video_edgetam.json" --frames 3
+            samedge bench sam2.1_hiera_tiny --video --objects 1,3,8 --warmup 0 --frames 2 \
+                --machine "$machine" --output "$results" --name bench_video_sam2.1_hiera_tiny
+            python benchmarks/video_peer.py "$results/bench_video_sam2.1_hiera_tiny.json" --frames 2
+            ;;
         *)
-            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b or eval" >&2
+            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, prepost or video" >&2
             exit 2
             ;;
     esac

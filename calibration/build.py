@@ -80,13 +80,14 @@ from samedge.calibration.frames import (
     encoder_inputs,
     read_frames,
 )
-from samedge.calibration.gate import GateConfig, GateError, GateResult, GateVerdict
+from samedge.calibration.gate import MIN_CLIP_FRAMES, GateConfig, GateError, GateResult, GateVerdict
 from samedge.calibration.int8 import Int8Config, Int8Method, quantize_int8
 from samedge.calibration.report import (
     BuildReport,
     CalibrationSettings,
     Candidate,
     Fidelity,
+    GraphPrecision,
     GroundTruth,
     LayerFallback,
     Reference,
@@ -94,6 +95,7 @@ from samedge.calibration.report import (
 )
 from samedge.calibration.sensitivity import drop_quantization, find_fallback, layer_sensitivity
 from samedge.errors import InputError, ModelDirError, SamedgeError
+from samedge.memory_model import FAMILY_SAM2
 from samedge.model_dir import (
     CARD_NAME,
     DECODER_NAME,
@@ -150,6 +152,10 @@ class BuildConfig:
         speed_runs: Timed encoder runs per backend for the report (0 skips timing;
             AUTO needs timing and uses at least 1).
         backend: Backend AUTO picks for (``"auto"`` = what the Predictor would use).
+        clip_frames: Memory models: frames of the video gate's clip (default
+            and recommended at least :data:`~.gate.MIN_CLIP_FRAMES`; fewer
+            is allowed, with a warning, for quick checks).
+        clip_objects: Memory models: objects tracked through the clips.
     """
 
     precision: Precision = Precision.INT8
@@ -168,6 +174,8 @@ class BuildConfig:
     eval_scenes: int = 100
     speed_runs: int = 5
     backend: str = "auto"
+    clip_frames: int = MIN_CLIP_FRAMES
+    clip_objects: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.precision, Precision):
@@ -181,12 +189,15 @@ class BuildConfig:
             ("sensitivity_frames", 1),
             ("eval_scenes", 0),
             ("speed_runs", 0),
+            ("clip_frames", 2),
+            ("clip_objects", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{name}: got {value!r}, expected an int >= {low}")
         # Bounded here too, so `build --frames 100000000` fails before anything loads.
         check_frame_counts(self.frames, self.heldout)
+        check_frame_counts(self.frames, self.clip_frames)
         if self.method is not None and not isinstance(self.method, Int8Method):
             raise InputError(
                 f"method: got {self.method!r}, expected an Int8Method "
@@ -463,9 +474,18 @@ def _card_for(card: ModelCard, precision: str, details: Mapping[str, Any]) -> Mo
     return replace(card, precision=precision, samedge_version=__version__, details=dict(details))
 
 
-def _write_graph(src: Path, dst: Path, card: ModelCard, calibration: Mapping[str, Any]) -> None:
+def _write_graph(
+    src: Path,
+    dst: Path,
+    card: ModelCard,
+    calibration: Mapping[str, Any],
+    precision: str | None = None,
+) -> None:
+    # `precision`: the graph's own, where it differs from the card's (runtimes read the tag).
     model = load_model(src)
     props = card.to_metadata()
+    if precision is not None:
+        props["samedge.precision"] = json.dumps(precision)
     props["samedge.calibration"] = json.dumps(calibration, sort_keys=True, default=str)
     set_metadata(model, props)
     save_model(model, dst)
@@ -579,8 +599,13 @@ def build(
     # Before the work: a file at ``out``, a directory samedge did not write
     # (--force replaces only a model directory), a read-only place.
     check_output_dir(out, force=force, marker=CARD_NAME)
+    if card.family == FAMILY_SAM2:
+        from samedge.calibration.memory_build import build_memory
+
+        return build_memory(
+            card, src_dir, out, config, frames=frames, force=force, t0=t0, versions=_versions()
+        )
     source = frames if frames is not None else (config.calibration or SYNTHETIC)
-    frame_set = read_frames(source, config.frames, heldout=config.heldout, seed=config.seed)
     if (
         config.precision is not Precision.FP16
         and card.model != "samedge_tiny"
@@ -591,6 +616,7 @@ def build(
             "camera for the best INT8 accuracy",
             card.model,
         )
+    frame_set = read_frames(source, config.frames, heldout=config.heldout, seed=config.seed)
     inputs = encoder_inputs(frame_set.calibration, card)
     # claim_output sweeps what a killed build of `out` left, and keeps a
     # concurrent build of `out` from sweeping ours.
@@ -660,10 +686,22 @@ def build(
         # Measured whichever gate decided, so every samedge_tiny report (a
         # failing one too) carries it.
         ground_truth = judge.ground_truth(art) if judge.scenes else None
+        decoder_precision = "fp16" if config.decoder_fp16 and art.precision != "fp32" else "fp32"
         report = BuildReport(
             model=card.model,
             precision=art.precision,
-            decoder_precision="fp16" if config.decoder_fp16 and art.precision != "fp32" else "fp32",
+            decoder_precision=decoder_precision,
+            graphs=(
+                GraphPrecision("encoder", art.precision, decision or f"{art.precision} as asked"),
+                GraphPrecision(
+                    "decoder",
+                    decoder_precision,
+                    "fp16 as asked (decoder_fp16); mask and IoU heads kept fp32"
+                    if decoder_precision == "fp16"
+                    else "kept fp32: small, run once per prompt batch; its mask logits are "
+                    "thresholded at 0",
+                ),
+            ),
             gate=verdict,
             fidelity=art.fidelity,
             calibration=calibration,
@@ -688,7 +726,8 @@ def build(
         )
         with atomic_directory(out, force=force, marker=CARD_NAME) as stage:
             _write_graph(art.encoder, stage / ENCODER_NAME, new_card, calibration.to_dict())
-            _write_graph(art.decoder, stage / DECODER_NAME, new_card, calibration.to_dict())
+            _write_graph(art.decoder, stage / DECODER_NAME, new_card, calibration.to_dict(),
+                         decoder_precision)  # fmt: skip
             report = replace(report, speed_ms=speed, seconds=time.perf_counter() - t0)
             final = replace(new_card, details={**details, "report": report.to_dict()})
             (stage / "samedge.json").write_text(final.to_json(), encoding="utf-8")

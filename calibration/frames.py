@@ -60,6 +60,7 @@ __all__ = [
     "FrameSet",
     "FrameSource",
     "encoder_inputs",
+    "memory_encoder_inputs",
     "read_frames",
 ]
 
@@ -86,4 +87,26 @@ def encoder_inputs(frames: Sequence[np.ndarray], card: ModelCard) -> list[np.nda
         except SamedgeError as e:
             raise CalibrationDataError(f"calibration frame {i}: {e}") from e
         out.append(x)
+    return out
+
+
+def memory_encoder_inputs(frames: Sequence[np.ndarray], card: ModelCard) -> list[np.ndarray]:
+    """A SAM 2-family encoder's ``image`` inputs, exactly as
+    :class:`~samedge.memory_predictor.MemoryPredictor`
+    feeds them: the frame squashed to S × S (no letterbox), RGB 0..255 (the graph normalises).
+
+    Raises:
+        CalibrationDataError: a frame of the wrong type, dtype or shape.
+    """
+    from samedge.memory_predictor import resize_square
+    from samedge.preprocess import validate_image
+
+    out = []
+    for i, frame in enumerate(frames):
+        try:
+            rgb = validate_image(frame, "RGB")
+        except SamedgeError as e:
+            raise CalibrationDataError(f"calibration frame {i}: {e}") from e
+        square = resize_square(rgb, card.image_size)
+        out.append(np.ascontiguousarray(square.transpose(2, 0, 1)[None], dtype=np.float32))
     return out

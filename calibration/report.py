@@ -40,11 +40,14 @@ __all__ = [
     "CalibrationSettings",
     "Candidate",
     "Fidelity",
+    "GraphPrecision",
     "GroundTruth",
     "LayerFallback",
     "LayerSensitivity",
+    "MemoryTrial",
     "Reference",
     "SizeBin",
+    "VideoFidelity",
     "cosine",
     "fixed_prompts",
     "mask_iou",
@@ -320,6 +323,228 @@ class Candidate:
         )
 
 
+def _curve(values: Any) -> tuple[float, ...]:
+    return tuple(_num(v) for v in values or ())
+
+
+@dataclass(frozen=True)
+class VideoFidelity:
+    """A memory model's build against FP32 over a clip: both trackers, frame by frame.
+
+    The FP32 tracker and the build's tracker (ONNX Runtime, CPU) follow the
+    same objects, prompted the same way on the clip's first frame; every later
+    frame goes through memory attention, so an error that the memory carries
+    forward shows as a falling curve.
+
+    Attributes:
+        source: The clip, in words.
+        frames: Frames in the clip.
+        objects: Objects tracked.
+        frame_iou: Per frame, the mean over objects of the mask IoU at frame
+            resolution (:func:`samedge.masks.mask_iou`; an object that one
+            tracker calls occluded and the other does not counts 0).
+        frame_logit_corr: Per frame, the mean over objects of the Pearson
+            correlation of the low-resolution mask logits (threshold-free: it
+            sees drift that a mask covering most of the frame hides).
+        mean_iou: Mean mask IoU over every (frame, object).
+        worst_iou: Smallest mask IoU of one object on one frame.
+        presence_agreement: Fraction of (frame, object) where both trackers
+            agree whether the object is present (object score > 0).
+        cosine_mean: Mean per-frame cosine of the encoder's ``vision_features``.
+        cosine_min: Worst frame's cosine.
+        sqnr_mean_db: Mean per-frame SQNR of ``vision_features``.
+        sqnr_min_db: Worst frame's SQNR.
+        score_diff_mean: Mean |difference| of the object score logits (presence,
+            continuous: where both trackers call an object absent its masks say
+            nothing, and this still shows how far apart the two trackers are).
+        score_diff_max: Largest such difference.
+    """
+
+    source: str
+    frames: int
+    objects: int
+    frame_iou: tuple[float, ...]
+    frame_logit_corr: tuple[float, ...]
+    mean_iou: float
+    worst_iou: float
+    presence_agreement: float
+    cosine_mean: float
+    cosine_min: float
+    sqnr_mean_db: float
+    sqnr_min_db: float
+    score_diff_mean: float = 0.0
+    score_diff_max: float = 0.0
+
+    @property
+    def p5_frame_iou(self) -> float:
+        """5th percentile over frames of the per-frame mask IoU."""
+        return _percentile(self.frame_iou, 5)
+
+    @property
+    def worst_frame_iou(self) -> float:
+        """The worst frame's mask IoU."""
+        return min(self.frame_iou, default=math.nan)
+
+    @property
+    def p5_frame_logit_corr(self) -> float:
+        """5th percentile over frames of the per-frame logit correlation."""
+        return _percentile(self.frame_logit_corr, 5)
+
+    @property
+    def drift(self) -> float:
+        """Mean mask IoU of the clip's last third minus its first third (< 0: drifting away)."""
+        n = len(self.frame_iou) // 3
+        if n == 0:
+            return 0.0
+        return sum(self.frame_iou[-n:]) / n - sum(self.frame_iou[:n]) / n
+
+    def as_fidelity(self) -> Fidelity:
+        """The clip's numbers as the :class:`Fidelity` every build report carries."""
+        return Fidelity(
+            frames=self.frames,
+            masks=self.frames * self.objects,
+            cosine_mean=self.cosine_mean,
+            cosine_min=self.cosine_min,
+            sqnr_mean_db=self.sqnr_mean_db,
+            sqnr_min_db=self.sqnr_min_db,
+            mean_iou=self.mean_iou,
+            p5_iou=self.p5_frame_iou,
+            worst_iou=self.worst_iou,
+        )
+
+    def line(self) -> str:
+        """One line for a terminal."""
+        return (
+            f"{self.frames} frames x {self.objects} objects: mask IoU mean {self.mean_iou:.4f}, "
+            f"p5 frame {self.p5_frame_iou:.4f}, worst frame {self.worst_frame_iou:.4f} "
+            f"(drift {self.drift:+.4f}); logit corr p5 frame {self.p5_frame_logit_corr:.4f}; "
+            f"presence agreement {self.presence_agreement:.3f} (score diff mean "
+            f"{self.score_diff_mean:.3f}, max {self.score_diff_max:.3f}); features cosine "
+            f"{self.cosine_mean:.5f} (worst {self.cosine_min:.5f})"
+        )
+
+    def curve_line(self, width: int = 10) -> str:
+        """The per-frame IoU curve, ``width`` frames per group (min of each group)."""
+        groups = [self.frame_iou[i : i + width] for i in range(0, len(self.frame_iou), width)]
+        return ", ".join(
+            f"{i * width}-{i * width + len(g) - 1}: {min(g):.3f}" for i, g in enumerate(groups)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "frames": self.frames,
+            "objects": self.objects,
+            "mean_iou": _finite(self.mean_iou, 6),
+            "p5_frame_iou": _finite(self.p5_frame_iou, 6),
+            "worst_frame_iou": _finite(self.worst_frame_iou, 6),
+            "worst_iou": _finite(self.worst_iou, 6),
+            "p5_frame_logit_corr": _finite(self.p5_frame_logit_corr, 6),
+            "drift": _finite(self.drift, 6),
+            "presence_agreement": _finite(self.presence_agreement, 6),
+            "cosine_mean": _finite(self.cosine_mean, 6),
+            "cosine_min": _finite(self.cosine_min, 6),
+            "sqnr_mean_db": _finite(self.sqnr_mean_db, 2),
+            "sqnr_min_db": _finite(self.sqnr_min_db, 2),
+            "score_diff_mean": _finite(self.score_diff_mean, 6),
+            "score_diff_max": _finite(self.score_diff_max, 6),
+            "frame_iou": [_finite(v, 5) for v in self.frame_iou],
+            "frame_logit_corr": [_finite(v, 5) for v in self.frame_logit_corr],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VideoFidelity:
+        """Read back :meth:`to_dict` (the derived numbers are recomputed)."""
+        return cls(
+            source=str(data["source"]),
+            frames=int(data["frames"]),
+            objects=int(data["objects"]),
+            frame_iou=_curve(data["frame_iou"]),
+            frame_logit_corr=_curve(data["frame_logit_corr"]),
+            mean_iou=_num(data["mean_iou"]),
+            worst_iou=_num(data["worst_iou"]),
+            presence_agreement=_num(data["presence_agreement"]),
+            cosine_mean=_num(data["cosine_mean"]),
+            cosine_min=_num(data["cosine_min"]),
+            sqnr_mean_db=_num(data["sqnr_mean_db"]),
+            sqnr_min_db=_num(data["sqnr_min_db"]),
+            score_diff_mean=_num(data.get("score_diff_mean", 0.0)),
+            score_diff_max=_num(data.get("score_diff_max", 0.0)),
+        )
+
+
+def _percentile(values: tuple[float, ...], q: float) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) != len(values) or not values:
+        return math.nan
+    ordered = sorted(finite)
+    # Linear interpolation between closest ranks, as numpy's default.
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class GraphPrecision:
+    """One graph of a build: the precision it was written in, and why.
+
+    Attributes:
+        graph: ``"encoder"``, ``"decoder"``, ``"memory_attention"`` or ``"memory_encoder"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        why: Why this precision (kept higher by design, by the gate, or as asked).
+    """
+
+    graph: str
+    precision: str
+    why: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"graph": self.graph, "precision": self.precision, "why": self.why}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GraphPrecision:
+        return cls(str(data["graph"]), str(data["precision"]), str(data.get("why") or ""))
+
+
+@dataclass(frozen=True)
+class MemoryTrial:
+    """One combination of graph precisions a memory-model build tried on the clip.
+
+    Attributes:
+        graphs: Graph -> precision tried (``"int8+k"``: INT8 with k layers in float).
+        passed: The video gate's verdict on it.
+        reasons: Thresholds it missed.
+        video: What the clip measured.
+    """
+
+    graphs: Mapping[str, str]
+    passed: bool
+    reasons: tuple[str, ...]
+    video: VideoFidelity
+
+    def label(self) -> str:
+        """The combination in words: ``encoder int8, memory_attention fp32``."""
+        return ", ".join(f"{g} {p}" for g, p in self.graphs.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "graphs": dict(self.graphs),
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "video": self.video.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryTrial:
+        return cls(
+            graphs={str(k): str(v) for k, v in dict(data["graphs"]).items()},
+            passed=bool(data["passed"]),
+            reasons=tuple(str(r) for r in data.get("reasons") or ()),
+            video=VideoFidelity.from_dict(data["video"]),
+        )
+
+
 def _speed(data: Any) -> dict[str, dict[str, float]]:
     return {
         str(k): {str(b): float(ms) for b, ms in dict(v).items()}
@@ -347,6 +572,11 @@ class BuildReport:
         candidates: For ``--precision auto``: each candidate's gate and speed.
         decision: Why this precision was chosen.
         seconds: Wall time of the build.
+        graphs: Each graph's precision and why (every build; a memory model has four).
+        video: For a memory model (SAM 2 family): the chosen build against the
+            FP32 tracker over the gate's clip, with the per-frame curve; then
+            ``fidelity`` holds the same clip's numbers (:meth:`VideoFidelity.as_fidelity`).
+        trials: For a memory model: every graph-precision combination tried, in order.
     """
 
     model: str
@@ -362,6 +592,13 @@ class BuildReport:
     candidates: tuple[Candidate, ...] = ()
     decision: str = ""
     seconds: float = 0.0
+    graphs: tuple[GraphPrecision, ...] = ()
+    video: VideoFidelity | None = None
+    trials: tuple[MemoryTrial, ...] = ()
+
+    def graph_precision(self, graph: str) -> str | None:
+        """The precision ``graph`` was written in (``None``: not in this build)."""
+        return next((g.precision for g in self.graphs if g.graph == graph), None)
 
     @property
     def passed(self) -> bool:
@@ -396,6 +633,9 @@ class BuildReport:
             "candidates": [c.to_dict() for c in self.candidates],
             "decision": self.decision,
             "seconds": round(self.seconds, 2),
+            "graphs": [g.to_dict() for g in self.graphs],
+            "video": None if self.video is None else self.video.to_dict(),
+            "trials": [t.to_dict() for t in self.trials],
         }
 
     @classmethod
@@ -415,6 +655,9 @@ class BuildReport:
             "ground_truth": lambda d: None if d is None else GroundTruth.from_dict(d),
             "candidates": lambda d: tuple(Candidate.from_dict(c) for c in d or ()),
             "speed_ms": _speed,
+            "graphs": lambda d: tuple(GraphPrecision.from_dict(g) for g in d or ()),
+            "video": lambda d: None if d is None else VideoFidelity.from_dict(d),
+            "trials": lambda d: tuple(MemoryTrial.from_dict(t) for t in d or ()),
             "fp16_blocked": lambda d: {
                 str(g): {str(k): int(v) for k, v in dict(c).items()}
                 for g, c in dict(d or {}).items()
@@ -451,13 +694,26 @@ class BuildReport:
         """The lines ``samedge build`` prints (``output``: the directory written, if given)."""
         verdict = "PASSED" if self.passed else "FAILED"
         where = f" -> {output}" if output is not None else ""
-        lines = [
-            f"{self.model}: {self.precision} encoder + {self.decoder_precision} decoder"
-            f"{where}  [gate {verdict}]",
-            f"  vs fp32: {self.fidelity.line()}",
-            f"  mask IoU by fp32 mask size: {self.fidelity.size_line()}",
-            f"  {self.gate.line()}",
-        ]
+        if self.video is not None:
+            graphs = " + ".join(f"{g.precision} {g.graph}" for g in self.graphs)
+            lines = [
+                f"{self.model}: {graphs}{where}  [gate {verdict}]",
+                f"  vs fp32 tracker: {self.video.line()}",
+                f"  per-frame mask IoU (min per 10 frames): {self.video.curve_line()}",
+                f"  {self.gate.line()}",
+            ]
+            lines += [f"  {g.graph}: {g.precision} ({g.why})" for g in self.graphs if g.why]
+            for trial in self.trials:
+                state = "passed" if trial.passed else "FAILED: " + "; ".join(trial.reasons)
+                lines.append(f"  tried {trial.label()}: {state}")
+        else:
+            lines = [
+                f"{self.model}: {self.precision} encoder + {self.decoder_precision} decoder"
+                f"{where}  [gate {verdict}]",
+                f"  vs fp32: {self.fidelity.line()}",
+                f"  mask IoU by fp32 mask size: {self.fidelity.size_line()}",
+                f"  {self.gate.line()}",
+            ]
         cal = self.calibration
         if cal.method:
             lines.append(
@@ -485,7 +741,9 @@ class BuildReport:
                 lines.append(f"  fallback speed cost: {self.fallback.speed_cost}")
         for which, per_backend in self.speed_ms.items():
             cells = ", ".join(f"{b} {ms:.1f} ms" for b, ms in per_backend.items())
-            lines.append(f"  encoder latency {which}: {cells}")
+            # A memory build's rows name their graph ("memory_attention build").
+            what = "latency" if self.video is not None else "encoder latency"
+            lines.append(f"  {what} {which}: {cells}")
         if self.ground_truth is not None:
             gt = self.ground_truth
             lines.append(

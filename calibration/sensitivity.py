@@ -119,12 +119,21 @@ def _prune(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(keep)
 
 
-def _embedding(session: object, x: np.ndarray) -> np.ndarray:
-    return run_session(session, {graph_names.IMAGE: x}, [graph_names.IMAGE_EMBEDDINGS])[0]
+def _embedding(
+    session: object, x: np.ndarray, output: str = graph_names.IMAGE_EMBEDDINGS
+) -> np.ndarray:
+    return run_session(session, {graph_names.IMAGE: x}, [output])[0]
 
 
-def _mean_sqnr(session: object, inputs: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> float:
-    values = [sqnr_db(ref, _embedding(session, x)) for x, ref in zip(inputs, refs, strict=True)]
+def _mean_sqnr(
+    session: object,
+    inputs: Sequence[np.ndarray],
+    refs: Sequence[np.ndarray],
+    output: str = graph_names.IMAGE_EMBEDDINGS,
+) -> float:
+    values = [
+        sqnr_db(ref, _embedding(session, x, output)) for x, ref in zip(inputs, refs, strict=True)
+    ]
     finite = [v for v in values if math.isfinite(v)]
     if len(finite) != len(values):
         # inf = identical to FP32 (the best possible), -inf = NaN/overflow (the worst).
@@ -141,6 +150,7 @@ def layer_sensitivity(
     *,
     max_layers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    output: str = graph_names.IMAGE_EMBEDDINGS,
 ) -> list[LayerSensitivity]:
     """Rank the quantized layers of an encoder by how much un-quantizing each one helps.
 
@@ -150,6 +160,8 @@ def layer_sensitivity(
         inputs: A few float32 encoder inputs (calibration frames are fine).
         max_layers: Measure at most this many layers (in graph order); ``None`` for all.
         progress: Called with ``(done, total)`` after each layer.
+        output: The encoder output whose SQNR ranks the layers (a SAM 2
+            encoder's ``vision_features``).
 
     Returns:
         One entry per measured layer, most sensitive (largest gain) first.
@@ -158,16 +170,16 @@ def layer_sensitivity(
         raise InputError("inputs: got none, expected a few encoder inputs")
     model = int8_encoder if isinstance(int8_encoder, onnx.ModelProto) else load_model(int8_encoder)
     ref_session = cpu_session(fp32_encoder)
-    refs = [_embedding(ref_session, x) for x in inputs]
+    refs = [_embedding(ref_session, x, output) for x in inputs]
     del ref_session
-    base = _mean_sqnr(cpu_session(model), inputs, refs)
+    base = _mean_sqnr(cpu_session(model), inputs, refs, output)
     layers = quantized_nodes(model)
     if max_layers is not None:
         layers = layers[:max_layers]
     op_types = {n.name: n.op_type for n in model.graph.node}
     ranked = []
     for i, name in enumerate(layers):
-        value = _mean_sqnr(cpu_session(drop_quantization(model, [name])), inputs, refs)
+        value = _mean_sqnr(cpu_session(drop_quantization(model, [name])), inputs, refs, output)
         ranked.append(LayerSensitivity(name, op_types[name], value, value - base))
         if progress is not None:
             progress(i + 1, len(layers))

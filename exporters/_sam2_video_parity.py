@@ -261,7 +261,7 @@ def video_parity(
             h, w = frame.shape[:2]
             ious, diffs, present, states = {}, {}, {}, {}
             for oid, (logits, score) in theirs.items():
-                low = tracker._objects[oid].low_res  # the tracker's own logits
+                low = ours[oid].low_res_logits  # the tracker's own logits
                 ref_mask = cv2.resize(logits, (w, h), interpolation=cv2.INTER_LINEAR) > 0
                 mask = ours[oid].mask
                 our_mask = mask if mask is not None else np.zeros((h, w), bool)

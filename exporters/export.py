@@ -99,6 +99,11 @@ class ExportConfig:
         seed: Seed of the random weights (checkpoint ``None``) and the parity inputs.
         external_data: Store weights in ``<graph>.onnx.data``; ``None`` decides by
             size (needed past protobuf's 2 GiB, e.g. SAM ViT-H's encoder).
+        batched_decoder: Trace the decoder with the image-side work shared over
+            the B prompts (:mod:`samedge.exporters._batched_decoder`; same
+            inputs, outputs and results); ``False`` traces SAM's own
+            ``predict_masks`` (for comparisons). Models without SAM's decoder
+            layout always take SAM's own.
 
     Example:
         >>> ExportConfig(opset=17, progress=False).atol
@@ -115,6 +120,7 @@ class ExportConfig:
     min_mask_iou: float = 0.99
     seed: int = 0
     external_data: bool | None = None
+    batched_decoder: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or not 17 <= self.opset <= _MAX_OPSET:
@@ -130,6 +136,10 @@ class ExportConfig:
             raise InputError(f"min_mask_iou: got {self.min_mask_iou!r}, expected 0 < x <= 1")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed: got {self.seed!r}, expected an int >= 0")
+        if not isinstance(self.batched_decoder, bool):
+            raise InputError(
+                f"batched_decoder: got {self.batched_decoder!r}, expected True or False"
+            )
 
 
 @dataclass(frozen=True)
@@ -337,7 +347,7 @@ def _write_decoder(
 ) -> list[Path]:
     shapes = _io_shapes(spec)["decoder"]
     graph = HQPromptDecoderGraph if is_sam_hq(sam) else PromptDecoderGraph
-    wrapper = graph(sam, spec.image_size).eval()
+    wrapper = graph(sam, spec.image_size, batched=config.batched_decoder).eval()
     c, h, w = spec.embedding_shape
     m = spec.low_res_mask_size
     # B=2, N=3 so that neither dynamic dim is traced as the special size 1.

@@ -117,8 +117,9 @@ def io_shapes(
     t, cm = settings.memory_tokens, settings.memory_dim
     b, n, m, p = DIM_B, DIM_N, DIM_M, DIM_P
     feats: list[int | str] = [1, c, h, w]
-    hr0: list[int | str] = [1, 32, 4 * h, 4 * w]
-    hr1: list[int | str] = [1, 64, 2 * h, 2 * w]
+    # SAM 2's decoder projects them to its upscaling widths, C/8 and C/4 (32, 64 at 256).
+    hr0: list[int | str] = [1, c // 8, 4 * h, 4 * w]
+    hr1: list[int | str] = [1, c // 4, 2 * h, 2 * w]
     memory_encoder_inputs: dict[str, list[int | str]] = {
         mm.VISION_FEATURES: feats,
         mm.MASK_LOGITS: [b, 1, 4 * h, 4 * w],

@@ -110,13 +110,21 @@ class TinyEncoder(nn.Module):
             nn.Conv2d(out_chans, out_chans, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.s4(self.stem(x))
-        f8 = self.s8(x)
+    def pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stride-4 (24 channels) and stride-8 (64) features and the embedding.
+
+        The embedding is what :meth:`forward` returns; the two finer levels are
+        the high-resolution features of the memory model ``samedge_tiny_track``.
+        """
+        f4 = self.s4(self.stem(x))
+        f8 = self.s8(f4)
         f16 = self.s16(f8)
         f32 = self.s32(f16)
         out = self.lat16(f16) + F.interpolate(self.lat32(f32), scale_factor=2.0, mode="nearest")
-        return self.smooth(out)
+        return f4, f8, self.smooth(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pyramid(x)[-1]
 
 
 def tiny_sam() -> nn.Module:

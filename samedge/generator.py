@@ -13,9 +13,16 @@ What differs is how the work is done, not what comes out: the grid goes
 through samedge's batched decoder in chunks (:attr:`GeneratorConfig.points_per_batch`,
 by default the size measured fastest for the backend, never more than a
 TensorRT profile allows), the predicted-IoU filter runs on the decoder's
-low-resolution output so only surviving masks are upsampled to the frame, and
-kept masks wait for NMS bit-packed. Empty masks are never returned (SAM can
-return them, with a NaN stability score, when both thresholds are 0).
+low-resolution output, and so does an exact bound (a mask whose low-resolution
+logits never exceed the threshold plus the stability offset has a stability
+score of 0 once upsampled), so only masks that can survive are upsampled to
+the frame; kept masks wait for NMS bit-packed. Empty masks are never returned
+(SAM can return them, with a NaN stability score, when both thresholds are 0).
+
+SAM 2.1 and EdgeTAM model directories run too (through a
+:class:`~samedge.memory_predictor.MemoryPredictor`), with the semantics of
+``SAM2AutomaticMaskGenerator`` (whose parameters are SAM's; its default
+``pred_iou_thresh`` is 0.8, pass it explicitly to match).
 
 Example:
     >>> from samedge import MaskGenerator, Predictor
@@ -37,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from samedge._image_prompter import ImagePrompter, as_prompter
 from samedge.errors import InputError
 from samedge.masks import (
     RegionMode,
@@ -46,9 +54,8 @@ from samedge.masks import (
     masks_to_boxes,
     remove_small_regions,
 )
-from samedge.postprocess import MASK_THRESHOLD, stability_score, upscale_masks
+from samedge.postprocess import MASK_THRESHOLD, stability_score
 from samedge.preprocess import validate_image
-from samedge.prompts import ObjectPrompt
 
 __all__ = [
     "DECODER_MEMORY_BUDGET",
@@ -84,11 +91,15 @@ _FALLBACK_POINTS_PER_BATCH = 64
 DECODER_MEMORY_BUDGET = 1 << 30
 _BYTES_PER_POINT_PER_EMBEDDING_BYTE = 14
 
-# Upsampled float32 logits held at once while scoring a chunk.
-_UPSCALE_BUDGET = 64 * 2**20
-
 # SAM's is_box_near_crop_edge tolerance, in pixels.
 _EDGE_TOLERANCE = 20.0
+
+# Bilinear upsampling only averages neighbours, so a mask whose low-resolution
+# logits all stay at or below a cut has no upsampled pixel above it: with no
+# pixel above threshold + offset its stability score is 0, with none above the
+# threshold it is empty; either way it is dropped before upsampling. The margin
+# covers float rounding in the interpolation (the cut is never crossed by more).
+_PEAK_MARGIN = 1e-3
 
 
 class OutputMode(enum.Enum):
@@ -365,9 +376,17 @@ class MaskGenerator:
     """Masks for everything in an image, as ``SamAutomaticMaskGenerator``, over a Predictor.
 
     Args:
-        predictor: Any :class:`~samedge.Predictor`; its current image is
+        predictor: A :class:`~samedge.Predictor` (SAM, MobileSAM,
+            EfficientViT-SAM, SAM-HQ, samedge_tiny) or a
+            :class:`~samedge.memory_predictor.MemoryPredictor` (SAM 2.1,
+            EdgeTAM: decoded without memory, as ``SAM2AutomaticMaskGenerator``
+            does; see :mod:`samedge._image_prompter`); its current image is
             replaced by :meth:`generate`.
         config: The generation parameters (SAM's defaults when ``None``).
+
+    Raises:
+        InputError: ``config`` is not a GeneratorConfig, or ``predictor`` is
+            neither kind of predictor.
 
     Example:
         >>> from samedge import GeneratorConfig, MaskGenerator, Predictor
@@ -384,6 +403,7 @@ class MaskGenerator:
             raise InputError(
                 f"config: got {type(self.config).__name__}, expected a GeneratorConfig"
             )
+        self._prompter: ImagePrompter = as_prompter(predictor)
         self._grids = self.config.grids()
 
     @property
@@ -394,18 +414,17 @@ class MaskGenerator:
         """
         chosen = self.config.points_per_batch
         if chosen is None:
-            name = getattr(self.predictor, "backend_name", "")
+            name = self._prompter.backend_name
             chosen = min(
                 DEFAULT_POINTS_PER_BATCH.get(name, _FALLBACK_POINTS_PER_BATCH),
                 self._points_within_memory(),
             )
-        limit = getattr(self.predictor, "max_objects_per_call", None)
+        limit = self._prompter.max_objects_per_call
         return min(chosen, limit) if limit else chosen
 
     def _points_within_memory(self) -> int:
         """The largest power of two of points whose decoder call fits the memory budget."""
-        card = getattr(self.predictor, "card", None)
-        shape = getattr(card, "embedding_shape", None)
+        shape = getattr(self._prompter.card, "embedding_shape", None)
         if not shape:
             return _FALLBACK_POINTS_PER_BATCH
         per_point = _BYTES_PER_POINT_PER_EMBEDDING_BYTE * 4 * math.prod(shape)
@@ -455,13 +474,13 @@ class MaskGenerator:
         x0, y0, x1, y1 = box
         crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
         h, w = crop.shape[:2]
-        self.predictor.set_image(crop)
+        self._prompter.set_image(crop)
         points = grid * np.array([w, h], np.float64)
         found = _Found()
         step = self.points_per_batch
         for start in range(0, len(points), step):
             found.add(self._process_batch(points[start : start + step], box, frame.shape[:2]))
-        self.predictor.reset_image()
+        self._prompter.reset_image()
         data = found.arrays()
         packed = (
             np.concatenate(found.packed)
@@ -484,25 +503,24 @@ class MaskGenerator:
         self, points: np.ndarray, box: list[int], image_size: tuple[int, int]
     ) -> _Found:
         cfg = self.config
-        prompts = [ObjectPrompt(point_coords=p[None], point_labels=[1]) for p in points]
-        scores, low_res = self.predictor.predict_low_res(prompts, multimask_output=True)
+        scores, low_res = self._prompter.decode_points(points)
         k = scores.shape[1]
         iou = scores.reshape(-1)
         low = low_res.reshape(-1, *low_res.shape[-2:])
         pts = np.repeat(points, k, axis=0)
         keep = iou > cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0 else np.ones(len(iou), bool)
+        if keep.any():
+            # Exact: see _PEAK_MARGIN (only masks SAM would drop after upsampling).
+            cut = MASK_THRESHOLD + (
+                cfg.stability_score_offset if cfg.stability_score_thresh > 0 else 0
+            )
+            keep[keep] = low[keep].max(axis=(1, 2)) > cut - _PEAK_MARGIN
         iou, low, pts = iou[keep], low[keep], pts[keep]
-        found = _Found()
         if not len(iou):
-            return found
-        crop_size = self.predictor.original_size
-        group = max(1, _UPSCALE_BUDGET // (4 * crop_size[0] * crop_size[1]))
-        for start in range(0, len(iou), group):
-            sl = slice(start, start + group)
-            found.add(self._score_group(low[sl], iou[sl], pts[sl], box, image_size))
-        return found
+            return _Found()
+        return self._score(low, iou, pts, box, image_size)
 
-    def _score_group(
+    def _score(
         self,
         low: np.ndarray,
         iou: np.ndarray,
@@ -510,29 +528,40 @@ class MaskGenerator:
         box: list[int],
         image_size: tuple[int, int],
     ) -> _Found:
+        """Upsample, score and filter masks one at a time.
+
+        One frame-sized float map at a time stays in cache, where a batch of
+        them would stream through memory several times (stability, threshold,
+        box); the numbers are the same.
+        """
         cfg = self.config
-        logits = upscale_masks(
-            low, self.predictor.image_size, self.predictor.input_size, self.predictor.original_size
-        )
-        stability = stability_score(logits, MASK_THRESHOLD, cfg.stability_score_offset)
-        masks = logits > MASK_THRESHOLD
-        del logits
-        keep = masks.reshape(len(masks), -1).any(axis=1)  # empty masks carry no segment
-        if cfg.stability_score_thresh > 0:
-            keep &= stability >= cfg.stability_score_thresh
-        masks, iou, pts, stability = masks[keep], iou[keep], pts[keep], stability[keep]
-        boxes = masks_to_boxes(masks).astype(np.float64)
-        inside = ~_near_crop_edge(boxes, box, image_size)
-        if not inside.all():
-            masks, iou, pts, stability, boxes = (
-                a[inside] for a in (masks, iou, pts, stability, boxes)
-            )
+        kept: list[int] = []
+        packed: list[np.ndarray] = []
+        boxes: list[np.ndarray] = []
+        stability: list[float] = []
+        for i in range(len(low)):
+            logits = self._prompter.upscale(low[i : i + 1])[0]
+            score = float(stability_score(logits, MASK_THRESHOLD, cfg.stability_score_offset))
+            if cfg.stability_score_thresh > 0 and not score >= cfg.stability_score_thresh:
+                continue
+            mask = logits > MASK_THRESHOLD
+            if not mask.any():  # an empty mask carries no segment
+                continue
+            mask_box = masks_to_boxes(mask)
+            if _near_crop_edge(mask_box[None].astype(np.float64), box, image_size)[0]:
+                continue
+            kept.append(i)
+            packed.append(np.packbits(mask, axis=-1))
+            boxes.append(mask_box)
+            stability.append(score)
+        if not kept:
+            return _Found()
         return _Found(
-            packed=[np.packbits(masks, axis=-1)],
-            boxes=[boxes],
-            iou=[iou.astype(np.float64)],
-            stability=[stability.astype(np.float64)],
-            points=[pts],
+            packed=[np.stack(packed)],
+            boxes=[np.stack(boxes).astype(np.float64)],
+            iou=[iou[kept].astype(np.float64)],
+            stability=[np.array(stability, np.float64)],
+            points=[pts[kept]],
         )
 
     # -- after all crops ----------------------------------------------------------------
@@ -604,5 +633,5 @@ def _unpack(found: _Found, order: np.ndarray, image_size: tuple[int, int]) -> np
         block = int(np.searchsorted(starts, i, side="right") - 1)
         packed = found.packed[block][i - starts[block]]
         x0, y0, x1, y1 = (int(v) for v in crops[i])
-        out[j, y0:y1, x0:x1] = np.unpackbits(packed, axis=-1, count=x1 - x0).astype(bool)
+        out[j, y0:y1, x0:x1] = np.unpackbits(packed, axis=-1, count=x1 - x0).view(bool)
     return out

@@ -13,8 +13,9 @@ memory tokens per frame: ``h*w`` for SAM 2.1, the perceiver's 512 for EdgeTAM):
 * ``encoder.onnx``: ``image`` ``[1, 3, S, S]`` (RGB 0..255, the frame resized
   to S x S) -> ``vision_features`` ``[1, C, h, w]``, ``no_memory_features``
   (the same plus SAM 2's no-memory embedding: what a prompted frame without
-  memory decodes from), ``high_res_features_0`` ``[1, 32, 4h, 4w]``,
-  ``high_res_features_1`` ``[1, 64, 2h, 2w]``.
+  memory decodes from), ``high_res_features_0`` ``[1, C/8, 4h, 4w]``,
+  ``high_res_features_1`` ``[1, C/4, 2h, 2w]`` (SAM 2's decoder projections of the
+  stride-4 and stride-8 levels).
 * ``memory_attention.onnx``: ``vision_features``, ``memory_bank``
   ``[B, M, T, Cm]``, ``memory_bank_tpos`` ``[B, M]`` (SAM 2's temporal slot:
   0 for a conditioning frame, 1..num_maskmem-1 for recent frames),

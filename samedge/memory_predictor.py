@@ -107,7 +107,8 @@ class MemoryPredictor:
             raise ModelDirError(
                 f"model {self.model_dir}: holds {self.card.model} (family {self.card.family!r}), "
                 "which has no memory graphs; memory tracking needs a SAM 2.1 or EdgeTAM export "
-                "(`samedge export sam2.1_hiera_tiny ...`), or use the re-prompt tracker"
+                "(`samedge export sam2.1_hiera_tiny ...`) or the built-in samedge_tiny_track, "
+                "or use the re-prompt tracker"
             )
         self.settings = mm.MemorySettings.from_dict(self.card.memory, f"{self.model_dir} memory")
         files = {

@@ -226,6 +226,19 @@ MODELS: dict[str, ModelSpec] = {
             embedding_shape=(128, 16, 16),
             builder="samedge.exporters.tiny_model:build_samedge_tiny",
         ),
+        ModelSpec(
+            name="samedge_tiny_track",
+            description=(
+                "samedge-tiny-track (samedge-tiny + SAM 2's memory at width 128, video "
+                "memory, built in)"
+            ),
+            image_size=256,
+            pixel_mean=_SAM_MEAN,
+            pixel_std=_SAM_STD,
+            embedding_shape=(128, 16, 16),
+            builder="samedge.exporters.tiny_track_model:build_samedge_tiny_track",
+            family="sam2",
+        ),
     )
 }
 

@@ -70,7 +70,9 @@ class SegmentConfig:
     """Which model runs :func:`segment_everything`, and how.
 
     Attributes:
-        model: Model directory or built-in name.
+        model: Model directory or built-in name: any registered model's export,
+            SAM 2.1 / EdgeTAM included (decoded without memory, as
+            ``SAM2AutomaticMaskGenerator`` does).
         backend: ``"auto"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``.
         precision: Fail unless the model directory holds this precision (``None``: any).
         device: Backend device (``None``: the backend's choice).
@@ -249,7 +251,7 @@ def segment_everything(
         OutputExistsError: ``out`` exists and is not a folder this wrote (or no ``force``).
         ModelDirError: the model cannot be opened.
     """
-    from samedge.predictor import Predictor
+    from samedge._image_prompter import open_prompter
 
     cfg = config if config is not None else SegmentConfig()
     start = time.perf_counter()
@@ -260,14 +262,14 @@ def segment_everything(
     taken: set[str] = set()
     with (
         atomic_directory(out, force=cfg.force, marker=SEGMENTS_FILE) as staging,
-        Predictor(cfg.model, cfg.backend, cfg.precision, cfg.device) as predictor,
+        open_prompter(cfg.model, cfg.backend, cfg.precision, cfg.device) as prompter,
     ):
-        generator = MaskGenerator(predictor, cfg.generator)
+        generator = MaskGenerator(prompter, cfg.generator)
         log.info(
             "segmenting %d image(s) with %s on %s (%d points per decoder call)",
             len(paths),
             cfg.model,
-            predictor.backend_name,
+            prompter.backend_name,
             generator.points_per_batch,
         )
         for done, path in enumerate(paths, 1):
@@ -310,7 +312,7 @@ def segment_everything(
                 "description": "samedge segment --everything",
                 "version": __version__,
                 "model": cfg.model,
-                "backend": predictor.backend_name,
+                "backend": prompter.backend_name,
                 "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"
                 ),

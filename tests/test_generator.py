@@ -311,7 +311,9 @@ def test_default_chunk_follows_the_backend_and_the_memory_budget() -> None:
 
     def fake(backend: str, shape: tuple[int, int, int], limit: int | None = None) -> Any:
         card = SimpleNamespace(embedding_shape=shape)
-        return SimpleNamespace(backend_name=backend, card=card, max_objects_per_call=limit)
+        return SimpleNamespace(
+            backend_name=backend, card=card, max_objects_per_call=limit, predict_low_res=print
+        )
 
     small = MaskGenerator(fake("openvino", (128, 16, 16)))
     assert small.points_per_batch == DEFAULT_POINTS_PER_BATCH["openvino"]
@@ -320,3 +322,24 @@ def test_default_chunk_follows_the_backend_and_the_memory_budget() -> None:
     assert MaskGenerator(fake("tensorrt", (128, 16, 16), limit=8)).points_per_batch == 8
     explicit = GeneratorConfig(points_per_batch=48)
     assert MaskGenerator(fake("onnxruntime", (256, 64, 64)), explicit).points_per_batch == 48
+
+
+def test_upsampling_never_exceeds_the_low_resolution_peak() -> None:
+    """What the generator's drop-before-upsampling bound rests on (generator._PEAK_MARGIN)."""
+    from samedge.generator import _PEAK_MARGIN
+    from samedge.postprocess import upscale_masks
+
+    rng = np.random.default_rng(0)
+    geometries = [  # (L, S, input (h, w), original (H, W)): SAM, EfficientViT-L, SAM 2, tiny
+        (256, 1024, (768, 1024), (480, 640)),
+        (256, 1024, (1024, 577), (1800, 1015)),
+        (64, 64, (64, 64), (240, 320)),
+        (64, 256, (192, 256), (97, 131)),
+    ]
+    for L, S, input_size, original in geometries:
+        low = (rng.standard_normal((6, L, L)) * rng.uniform(0.1, 30)).astype(np.float32)
+        up = upscale_masks(low, S, input_size, original)
+        peaks = low.max(axis=(1, 2))
+        assert (up.max(axis=(1, 2)) <= peaks + _PEAK_MARGIN / 10).all()
+        # A mask at or below zero everywhere stays empty.
+        assert not (upscale_masks(-np.abs(low), S, input_size, original) > 0).any()

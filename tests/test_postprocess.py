@@ -96,6 +96,58 @@ def test_upscale_matches_sam_postprocess_masks(
     np.testing.assert_array_equal(logits, ours)
 
 
+def _smooth_logits(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """Logits with mask-like structure (blobs a few low-res pixels wide), not white noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 1, (count, size, size)).astype(np.float32)
+    return np.stack([cv2.GaussianBlur(m, (0, 0), size / 16) for m in noise]) * 50.0
+
+
+@pytest.mark.parametrize(
+    ("image_size", "low_size", "input_size", "original_size"),
+    [
+        (1024, 256, (768, 1024), (480, 640)),  # 4:3, downscale to the frame
+        (1024, 256, (576, 1024), (720, 1280)),  # 16:9, upscale to the frame
+        (1024, 256, (681, 1024), (300, 451)),  # crop not a whole number of low-res pixels
+        (256, 64, (256, 171), (400, 267)),  # portrait
+        (100, 48, (75, 100), (150, 200)),  # non-integer scale
+    ],
+)
+def test_fast_upscale_agrees_with_the_exact_path(
+    image_size: int, low_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> None:
+    low = _smooth_logits(6, low_size)
+    exact = upscale_masks(low, image_size, input_size, original_size)
+    fast = upscale_masks(low, image_size, input_size, original_size, exact=False)
+    assert fast.shape == exact.shape == (6, *original_size)
+    assert fast.dtype == np.float32
+    # One interpolation instead of two: the same geometry, slightly less smoothing.
+    scale = float(np.abs(exact).max())
+    assert float(np.abs(fast - exact).max()) < 0.1 * scale
+    assert np.mean((fast > 0) != (exact > 0)) < 2e-3
+    bool_masks = postprocess_masks(low, image_size, input_size, original_size, exact=False)
+    assert bool_masks.dtype == np.bool_
+    np.testing.assert_array_equal(bool_masks, fast > 0)
+
+
+def test_fast_upscale_takes_the_exact_path_for_fractional_crops() -> None:
+    # 681 * 256 / 1024 is not a whole number of low-resolution pixels.
+    low = _smooth_logits(3, 256)
+    fast = upscale_masks(low, 1024, (681, 1024), (300, 451), exact=False)
+    np.testing.assert_array_equal(fast, upscale_masks(low, 1024, (681, 1024), (300, 451)))
+
+
+def test_fast_upscale_keeps_leading_dims_and_channel_groups() -> None:
+    n = CV_MAX_CHANNELS + 3
+    low = _smooth_logits(n, 16, seed=2).reshape(n, 1, 16, 16)
+    together = upscale_masks(low, 64, (48, 64), (30, 40), 0.0, exact=False)
+    one_by_one = np.stack([upscale_masks(m, 64, (48, 64), (30, 40), 0.0, exact=False) for m in low])
+    assert together.shape == (n, 1, 30, 40)
+    np.testing.assert_array_equal(together, one_by_one)
+
+
 def test_more_channels_than_opencv_takes_at_once() -> None:
     n = CV_MAX_CHANNELS + 5
     low = _logits(n, 16, 16, seed=4)

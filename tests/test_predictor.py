@@ -30,6 +30,7 @@ from samedge.errors import (
 )
 from samedge.model_dir import ModelCard, write_model_card
 from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from samedge.postprocess import postprocess_masks
 from samedge.predictor import BUILTIN_MODELS, ImageEmbedding, Predictor, resolve_model
 from samedge.preprocess import Resample, resize_longest_side
 from samedge.prompts import ObjectPrompt
@@ -664,8 +665,36 @@ def test_fast_resample_option(model_dir: Path, opened: list[dict[str, Any]]) -> 
     # The default is PIL-exact, which differs from OpenCV on this downscale.
     exact = resize_longest_side(frame, S).transpose(2, 0, 1).astype(np.float32)
     assert not np.array_equal(fed, exact)
+    # Masks go to the frame by the one-warp fast path too.
+    masks, _, low = fast.predict(box=np.array([5, 5, 40, 30]), multimask_output=False)
+    np.testing.assert_array_equal(
+        masks, postprocess_masks(low, S, fast.input_size, fast.original_size, exact=False)
+    )
     with pytest.raises(InputError, match=r"resample: got 'fast', expected Resample\.EXACT"):
         Predictor(model_dir, resample="fast")  # type: ignore[arg-type]
+
+
+def test_mask_resample_is_separate_from_the_frame_resize(
+    model_dir: Path, opened: list[dict[str, Any]]
+) -> None:
+    frame = _frame(48, 96)
+    box = np.array([5, 5, 40, 30])
+    mixed = Predictor(model_dir, mask_resample=Resample.FAST)
+    assert (mixed.resample, mixed.mask_resample) == (Resample.EXACT, Resample.FAST)
+    mixed.set_image(frame)
+    masks, _, low = mixed.predict(box=box, multimask_output=False)
+    np.testing.assert_array_equal(
+        masks, postprocess_masks(low, S, mixed.input_size, mixed.original_size, exact=False)
+    )
+    exact = Predictor(model_dir)
+    assert exact.mask_resample is Resample.EXACT
+    exact.set_image(frame)
+    masks, _, low = exact.predict(box=box, multimask_output=False)
+    np.testing.assert_array_equal(
+        masks, postprocess_masks(low, S, exact.input_size, exact.original_size)
+    )
+    with pytest.raises(InputError, match=r"mask_resample: got 'fast', expected Resample\.EXACT"):
+        Predictor(model_dir, mask_resample="fast")  # type: ignore[arg-type]
 
 
 def test_builtin_samedge_tiny_end_to_end() -> None:

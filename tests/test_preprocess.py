@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import samedge.preprocess as preprocess_module
 from samedge.errors import ImageError, InputError
 from samedge.models import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from samedge.preprocess import (
@@ -171,7 +172,15 @@ def test_exact_resize_is_bit_identical_to_segment_anything(size: int) -> None:
         np.testing.assert_array_equal(ours, ref, err_msg=name)
 
 
-def test_exact_resize_matches_pil_on_odd_sizes() -> None:
+@pytest.fixture(params=["pillow", "numpy"])
+def exact_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """EXACT through Pillow (when importable) and through the numpy re-implementation."""
+    if request.param == "numpy":
+        monkeypatch.setattr(preprocess_module, "_resize_pillow", lambda *a: None)
+    return str(request.param)
+
+
+def test_exact_resize_matches_pil_on_odd_sizes(exact_path: str) -> None:
     image_mod = pytest.importorskip("PIL.Image")
     rng = np.random.default_rng(5)
     cases = ((7, 3, 50), (97, 13, 31), (900, 200, 256), (700, 340, 256), (2, 900, 77), (64, 64, 65))
@@ -183,7 +192,13 @@ def test_exact_resize_matches_pil_on_odd_sizes() -> None:
         ref = np.asarray(
             image_mod.fromarray(frame).resize((new_w, new_h), image_mod.Resampling.BILINEAR)
         )
-        np.testing.assert_array_equal(resize_longest_side(frame, s), ref, err_msg=str((h, w, s)))
+        ours = resize_longest_side(frame, s)
+        np.testing.assert_array_equal(ours, ref, err_msg=str((h, w, s)))
+        assert ours.flags.writeable
+        assert ours.flags.c_contiguous
+        # The encoder input is the same resize, padded.
+        x, _ = preprocess_image(frame, s, (1.0, 2.0, 3.0))
+        np.testing.assert_array_equal(x[0, :, :new_h, :new_w], ref.transpose(2, 0, 1))
 
 
 @pytest.mark.parametrize(

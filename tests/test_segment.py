@@ -116,3 +116,23 @@ def test_library_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(OutputExistsError):
         segment_everything([image], mine, SegmentConfig(force=True))
     assert (mine / "keep.txt").read_text() == "the user's"
+
+
+def test_cli_fails_when_no_image_can_be_decoded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a PNG")
+    (folder / "b.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    argv = ["segment", str(folder), "--everything", "-o", str(out), "--backend", "onnxruntime"]
+    with caplog.at_level("WARNING", logger="samedge.segment"):
+        assert main([*argv, *FAST]) == 1
+    captured = capsys.readouterr()
+    assert "segmented 0 images: 0 masks (2 skipped: cannot be decoded)" in captured.out
+    assert "none of the 2 image(s) could be decoded" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("a.png" in w and "cannot decode" in w for w in warned)
+    assert any("b.jpg" in w for w in warned)

@@ -31,6 +31,8 @@ from samedge.bench.run import (
     resolve_models,
     run_bench,
 )
+from samedge.bench.video import VideoBenchConfig, run_video_bench
+from samedge.bench.video_report import VideoClip, VideoReport, VideoRow
 
 __all__ = [
     "COUNTED_OPS",
@@ -48,6 +50,10 @@ __all__ = [
     "PeakRate",
     "Timing",
     "Variant",
+    "VideoBenchConfig",
+    "VideoClip",
+    "VideoReport",
+    "VideoRow",
     "count_flops",
     "count_flops_model",
     "default_output_dir",
@@ -64,4 +70,5 @@ __all__ = [
     "resolve_models",
     "run_bench",
     "run_job",
+    "run_video_bench",
 ]

@@ -58,7 +58,14 @@ def random_checkpoint(model: str, work_dir: Path, seed: int = 0) -> Path:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = build_model(spec, None, seed=seed).state_dict()
+    if spec.family == "sam2":
+        # SAM 2.1 / EdgeTAM: Meta's SAM2VideoPredictor, which the SAM 1-shaped
+        # check of build_model does not fit; the builder is what their export calls.
+        from samedge.exporters.builders import resolve_builder
+
+        state = resolve_builder(spec)(None, seed=seed).state_dict()
+    else:
+        state = build_model(spec, None, seed=seed).state_dict()
     # Initialisation leaves many tensors constant (norm weights 1, biases 0,
     # MobileSAM's zero-initialised BatchNorm before each residual), so several
     # are identical. The ONNX exporter then shares one weight through Identity

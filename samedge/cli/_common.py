@@ -87,9 +87,12 @@ def split_csv(text: str, what: str, convert: Callable[[str], Any] = str) -> tupl
 
 def add_model_flags(p: argparse.ArgumentParser, cls: type) -> None:
     """``--model --backend --precision --device`` for a config with those fields."""
-    p.add_argument(
-        "--model", help=f"model directory or built-in name (default {default(cls, 'model')})"
-    )
+    builtin = default(cls, "model")
+    if builtin is None:  # RunConfig: the built-in model for the tracker
+        from samedge.stream.demo import BUILTIN_MEMORY_MODEL, BUILTIN_REPROMPT_MODEL
+
+        builtin = f"{BUILTIN_MEMORY_MODEL}; {BUILTIN_REPROMPT_MODEL} with --tracker reprompt"
+    p.add_argument("--model", help=f"model directory or built-in name (default {builtin})")
     p.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,

@@ -17,8 +17,29 @@ DESCRIPTION = (
     "models' FLOPs; writes JSON, markdown and a PNG plot into samedge-bench/<machine>/ "
     "(or --output). "
     "Registry names (mobile_sam, sam_vit_b) are exported with random weights first (needs "
-    "the export extra)."
+    "the export extra). "
+    "With --video, times memory tracking of SAM 2-family models (sam2.1_*, edgetam) instead: "
+    "per-frame latency with 1, 3 and 8 objects (--objects) on the same procedural clip, split "
+    "by graph, and the memory each object holds; writes bench_video_<models>.json and .md."
 )
+
+# Flags whose dest is a VideoBenchConfig field of the same name (--video).
+_VIDEO_CONFIG = (
+    "backends",
+    "precisions",
+    "objects",
+    "frames",
+    "warmup",
+    "threads",
+    "scene_seed",
+    "work_dir",
+    "job_timeout_s",
+)
+# Flags that only the --video mode reads, and those it does not.
+_VIDEO_ONLY = ("frames", "scene_seed")
+_IMAGE_ONLY = (
+    "points", "runs", "parts", "isa_cap", "peak_size", "accuracy_frames", "builds", "build_args",
+)  # fmt: skip
 
 # Flags whose dest is a BenchConfig field of the same name.
 _CONFIG = (
@@ -42,9 +63,10 @@ _CONFIG = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from samedge.bench.run import BenchConfig
+    from samedge.bench.video import VideoBenchConfig
 
-    def d(name: str) -> str:
-        value = default(BenchConfig, name)
+    def d(name: str, cls: type = BenchConfig) -> str:
+        value = default(cls, name)
         return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
     p.add_argument(
@@ -66,11 +88,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--objects",
-        help=f"decoder batch sizes (default {d('objects')})",
+        help=f"decoder batch sizes (default {d('objects')}); with --video, objects tracked, "
+        f"one row each (default {d('objects', VideoBenchConfig)})",
     )
     p.add_argument("--points", type=int, help=f"clicks per object (default {d('points')})")
     p.add_argument("--runs", type=int, help=f"timed runs per row (default {d('runs')})")
-    p.add_argument("--warmup", type=int, help=f"untimed runs first (default {d('warmup')})")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help=f"untimed runs first (default {d('warmup')}); with --video, untimed frames after "
+        f"the prompted one (default {d('warmup', VideoBenchConfig)}: the memory bank fills)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
     p.add_argument("--parts", help=f"parts to time (default {d('parts')})")
     p.add_argument(
@@ -120,6 +148,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="job_timeout_s",
         help=f"seconds before a job or build is killed (default {d('job_timeout_s')})",
     )
+    video = p.add_argument_group("video (SAM 2-family memory tracking)")
+    video.add_argument(
+        "--video",
+        action="store_true",
+        help="time memory tracking per frame, split by graph, instead of encoder/decoder calls",
+    )
+    video.add_argument(
+        "--frames",
+        type=int,
+        help=f"timed frames per row (default {d('frames', VideoBenchConfig)})",
+    )
+    video.add_argument(
+        "--scene-seed",
+        type=int,
+        help=f"seed of the procedural clip (default {d('scene_seed', VideoBenchConfig)})",
+    )
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
 
 
@@ -127,9 +171,17 @@ def run(args: argparse.Namespace) -> int:
     from samedge.bench import BenchConfig, default_output_dir, machine_name, run_bench
     from samedge.errors import InputError
 
+    video = getattr(args, "video", False)
     if not args.models:
+        names = "sam2.1_hiera_tiny, edgetam" if video else "samedge_tiny, mobile_sam, sam_vit_b"
+        raise InputError(f"got no model; pass model directories or names ({names})")
+    unused = _IMAGE_ONLY if video else _VIDEO_ONLY
+    wrong = [name for name in unused if hasattr(args, name)]
+    if wrong:
+        flag = "--" + wrong[0].replace("_", "-").replace("build-args", "build-arg")
         raise InputError(
-            "got no model; pass model directories or names (samedge_tiny, mobile_sam, sam_vit_b)"
+            f"{flag}: not used {'with' if video else 'without'} --video; drop it"
+            + ("" if video else " or add --video")
         )
     machine = getattr(args, "machine", None) or machine_name()
     output = getattr(args, "output", None) or default_output_dir(machine)
@@ -138,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             f"--output: {output} is a file, expected a directory for the results; "
             "pass a directory path"
         )
+    if video:
+        return _run_video(args, machine, output)
     fields = given(args, *_CONFIG)
     for name, convert in (("objects", int), ("parts", str), ("builds", str)):
         if name in fields:
@@ -171,3 +225,39 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(report.to_json(), indent=2))
     return 0
+
+
+def _run_video(args: argparse.Namespace, machine: str, output: Path) -> int:
+    from samedge.bench.video import VideoBenchConfig, run_video_bench
+
+    fields = given(args, *_VIDEO_CONFIG)
+    if "objects" in fields:
+        fields["objects"] = split_csv(fields["objects"], "--objects", int)
+    for name in ("backends", "precisions"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    config = VideoBenchConfig(**fields)
+    report = run_video_bench(
+        args.models, config, command=command_line(args), machine=machine, notes=args.note
+    )
+    name = getattr(args, "name", None) or "bench_video_" + "_".join(
+        dict.fromkeys(m["name"] for m in report.models)
+    )
+    paths = report.save(output, name)
+    for row in report.rows:
+        print(
+            f"{row.model} {row.backend} {row.precision}{' (default)' if row.default else ''} "
+            f"{row.objects} object(s): {row.total.median_ms:.1f} ms per frame median "
+            f"(p99 {row.total.p99_ms:.1f})"
+        )
+    for s in report.scaling():
+        print(
+            f"{s.model} {s.backend} {s.precision}: {s.objects} vs {s.base_objects} objects "
+            f"= {s.ratio:.2f}x"
+        )
+    for failure in report.failures:
+        print(f"FAILED {failure['what']}: {failure['error']}", file=sys.stderr)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_json(), indent=2))
+    return 1 if report.failures and not report.rows else 0

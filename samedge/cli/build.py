@@ -16,7 +16,10 @@ DESCRIPTION = (
     "INT8 Q/DQ calibrated on --calibration frames, measures it against FP32 on held-out frames "
     "(samedge_tiny: also against ground truth, which is then the default gate), and writes DIR "
     "only if it passes the gate; a failing build exits non-zero and leaves "
-    "DIR.failed-report.json."
+    "DIR.failed-report.json. A memory model (SAM 2.1, EdgeTAM) also converts memory attention, "
+    "calibrated on the banks the fp32 tracker builds, and is gated over a clip: its tracker "
+    "against the fp32 tracker, frame by frame; memory attention goes back to fp32 if the clip "
+    "fails with it lowered, and the report lists each graph's precision."
 )
 
 _BUILD = (
@@ -31,8 +34,10 @@ _BUILD = (
     "eval_scenes",
     "speed_runs",
     "backend",
+    "clip_frames",
+    "clip_objects",
 )
-_GATE = ("min_mean_iou", "min_p5_iou", "max_gt_miou_drop")
+_GATE = ("min_mean_iou", "min_p5_iou", "max_gt_miou_drop", "min_logit_corr")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--heldout",
         type=int,
-        help=f"held-out frames for the report (default {default(BuildConfig, 'heldout')})",
+        help=f"held-out frames for the report (default {default(BuildConfig, 'heldout')}; "
+        "memory models hold out --clip-frames instead)",
     )
     p.add_argument("--seed", type=int, help="seed of synthetic frames")
     p.add_argument(
@@ -89,6 +95,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "have ground truth): largest drop of mIoU vs ground truth from fp32's, per prompt "
         f"type (default {gate.gt_miou_drop}); with --min-mean-iou/--min-p5-iou it also accepts "
         "a build the fp32 gate refused",
+    )
+    p.add_argument(
+        "--min-logit-corr",
+        type=float,
+        help="video gate (memory models): 5th-percentile over the clip's frames of the low-res "
+        f"mask logits' correlation with the fp32 tracker (default {gate.logit_corr_threshold})",
+    )
+    p.add_argument(
+        "--clip-frames",
+        type=int,
+        help="memory models: frames of the video gate's clip (default "
+        f"{default(BuildConfig, 'clip_frames')}; held out from calibration)",
+    )
+    p.add_argument(
+        "--clip-objects",
+        type=int,
+        help="memory models: objects tracked through the clips (default "
+        f"{default(BuildConfig, 'clip_objects')})",
     )
     p.add_argument(
         "--no-fallback",

@@ -12,7 +12,11 @@ HELP = "version, backends and devices, ONNX metadata"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "onnx", nargs="*", default=[], help=".onnx files whose samedge metadata to print"
+        "onnx",
+        nargs="*",
+        default=[],
+        help=".onnx files whose samedge metadata to print, or model directories (each "
+        "graph's precision, and why where samedge build chose it)",
     )
 
 
@@ -35,8 +39,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"auto choice: {choice.name} ({choice.reason})")
     print(f"models: {', '.join(list_models())}")
     for path in args.onnx:
-        _print_onnx_metadata(Path(path))
+        if Path(path).is_dir():
+            _print_model_dir(Path(path))
+        else:
+            _print_onnx_metadata(Path(path))
     return 0
+
+
+def _print_model_dir(path: Path) -> None:
+    """A model directory's card, and each graph's precision (from its own tag)."""
+    from samedge.model_dir import read_model_dir
+    from samedge.runtimes._graph import read_onnx_summary
+
+    card = read_model_dir(path)
+    print(f"{path}: {card.model} ({card.family} family), {card.precision}")
+    report = card.details.get("report") if isinstance(card.details, dict) else None
+    why = {}
+    if isinstance(report, dict):
+        from samedge.calibration.report import BuildReport
+
+        why = {g.graph: g.why for g in BuildReport.from_dict(report).graphs}
+    graphs = {"encoder": card.encoder, "decoder": card.decoder}
+    if card.memory_attention and card.memory_encoder:
+        graphs = {"encoder": card.encoder, "memory_attention": card.memory_attention,
+                  "decoder": card.decoder, "memory_encoder": card.memory_encoder}  # fmt: skip
+    for graph, name in graphs.items():
+        precision = read_onnx_summary(path / str(name)).precision
+        reason = f"  ({why[graph]})" if why.get(graph) else ""
+        print(f"  {graph:<17} {name}: {precision}{reason}")
 
 
 def _print_onnx_metadata(path: Path) -> None:

@@ -16,7 +16,8 @@ DESCRIPTION = (
     "defaults) on each image file, or each image of a folder, and writes OUT/segments.json "
     "(COCO: images, annotations with compressed RLE, area, bbox, predicted IoU, stability "
     "score) and OUT/<image>.png with the masks drawn over the image. An image that cannot "
-    "be decoded is skipped with a warning and counted. samedge_tiny scores below SAM's "
+    "be decoded is skipped with a warning and counted. Any exported model works, SAM 2.1 and "
+    "EdgeTAM included (decoded without memory). samedge_tiny scores below SAM's "
     "default thresholds on most images: try --pred-iou-thresh 0.5 --stability-score-thresh 0.6."
 )
 
@@ -118,7 +119,15 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     for path, reason in report.skipped:
         print(f"  skipped {path}: {reason}")
-    if report.images and not report.masks:
+    if not report.images:
+        # Every image was skipped: a run that segmented nothing is a failure.
+        print(
+            f"samedge segment: error: none of the {len(report.skipped)} image(s) could be "
+            "decoded; pass image files OpenCV reads (PNG, JPEG, BMP, TIFF, WebP)",
+            file=sys.stderr,
+        )
+        return 1
+    if not report.masks:
         print(
             "  no mask passed the thresholds; lower --pred-iou-thresh / "
             "--stability-score-thresh (samedge_tiny: try 0.5 / 0.6)"

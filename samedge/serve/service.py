@@ -58,6 +58,7 @@ from samedge.stream.sources import FrameSource, SyntheticSource
 from samedge.stream.tracking import TrackedObject, Tracker, TrackState
 
 if TYPE_CHECKING:
+    from samedge.memory_predictor import MemoryPredictor
     from samedge.predictor import Predictor
     from samedge.stream.memory import MemoryTracker
 
@@ -248,7 +249,7 @@ class StreamService:
         self._stream: Stream | None = None  # the session, from open() to stop()
         # "Segment everything" runs on a Predictor of its own (the pipeline's is busy on
         # the pipeline thread and not thread-safe), opened on first use, one request at a time.
-        self._everything: Predictor | None = None
+        self._everything: Predictor | MemoryPredictor | None = None
         self._everything_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._subscribers: set[Subscriber] = set()
@@ -589,11 +590,15 @@ class StreamService:
             predictor = self._everything
             if predictor is None:
                 from samedge.errors import ModelDirError
+                from samedge.memory_predictor import MemoryPredictor
                 from samedge.predictor import Predictor
 
+                # A predictor of its own (the stream's is busy with frames), on the same
+                # backend; a SAM 2-family model prompts an image without memory.
                 source = stream.predictor
+                opener = MemoryPredictor if isinstance(source, MemoryPredictor) else Predictor
                 try:
-                    predictor = Predictor(source.model_dir, backend=source.backend_choice)
+                    predictor = opener(source.model_dir, backend=source.backend_choice)
                 except ModelDirError as e:
                     raise ApiError(422, f"segment everything: {e}") from e
                 self._everything = predictor

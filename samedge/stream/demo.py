@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,18 +27,31 @@ import numpy as np
 from samedge.errors import InputError
 from samedge.masks import deep_point, mask_iou
 from samedge.prompts import ObjectPrompt
-from samedge.session import SessionConfig, open_session
+from samedge.session import SessionConfig, Tracking, open_session
 from samedge.stream.memory import MemoryTracker
 from samedge.stream.pipeline import FrameResult, StatsSummary
 from samedge.stream.sinks import CallbackSink, VideoSink
 from samedge.stream.sources import SyntheticSource
 from samedge.stream.tracking import TrackState
 
-__all__ = ["DEFAULT_OUTPUT", "RunConfig", "RunReport", "TrackingEval", "click_points", "run_demo"]
+__all__ = [
+    "BUILTIN_MEMORY_MODEL",
+    "BUILTIN_REPROMPT_MODEL",
+    "DEFAULT_OUTPUT",
+    "RunConfig",
+    "RunReport",
+    "TrackingEval",
+    "click_points",
+    "run_demo",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("out/run.mp4")
+#: ``samedge run``'s model when none is given: the built-in with memory ...
+BUILTIN_MEMORY_MODEL = "samedge_tiny_track"
+#: ... or, with ``--tracker reprompt``, the built-in SAM 1-style model.
+BUILTIN_REPROMPT_MODEL = "samedge_tiny"
 # Objects smaller than this are not clicked: a click on a sliver says little.
 _MIN_CLICK_AREA = 200
 
@@ -56,8 +70,14 @@ class RunConfig(SessionConfig):
         output: Annotated video (``.mp4``...) or PNG-frame folder; ``None`` for none.
         force: Replace an existing ``output`` (:data:`DEFAULT_OUTPUT` is
             always replaced: it is the demo's own scratch file).
+        model: As in :class:`~samedge.session.SessionConfig`; ``None`` (the
+            default) is the built-in model for the tracker:
+            :data:`BUILTIN_MEMORY_MODEL` (memory tracking, which follows the
+            built-in scene better: README, "samedge-tiny-track") unless
+            ``tracking`` is ``REPROMPT``, then :data:`BUILTIN_REPROMPT_MODEL`.
     """
 
+    model: str | os.PathLike[str] | None = None  # type: ignore[assignment]
     frames: int | None = 150
     objects: int = 3
     points: tuple[tuple[float, float], ...] = ()
@@ -66,6 +86,13 @@ class RunConfig(SessionConfig):
     force: bool = False
 
     def __post_init__(self) -> None:
+        if self.model is None:
+            builtin = (
+                BUILTIN_REPROMPT_MODEL
+                if self.tracking is Tracking.REPROMPT
+                else BUILTIN_MEMORY_MODEL
+            )
+            object.__setattr__(self, "model", builtin)
         super().__post_init__()
         if self.objects < 0:
             raise InputError(f"objects: got {self.objects}, expected 0 or more")

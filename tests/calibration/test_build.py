@@ -115,8 +115,13 @@ def test_int8_build_is_a_predictor_model_dir(
     assert report.calibration.method == "nncf"
     assert report.calibration.qdq["weights_per_tensor"] == 0
     assert report.decoder_precision == "fp32"
+    graphs = [(g.graph, g.precision) for g in report.graphs]
+    assert graphs == [("encoder", "int8"), ("decoder", "fp32")]
     card = read_model_dir(out)
     assert card.precision == "int8"
+    # Each graph's tag is its own precision: the runtimes read it.
+    meta = {p.key: p.value for p in onnx.load(str(out / "decoder.onnx")).metadata_props}
+    assert json.loads(meta["samedge.precision"]) == "fp32"
     ops = {n.op_type for n in onnx.load(str(out / "encoder.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     _predict(out, "onnxruntime")
@@ -326,6 +331,7 @@ def test_gate_config_picks_ground_truth_where_there_is_some() -> None:
         "min_p5_iou": 0.85,
         "min_cosine": None,
         "max_gt_miou_drop": 0.01,
+        "min_logit_corr": 0.95,
     }
     fp32 = {"click": 0.60, "box": 0.70}
     assert default.check_ground_truth(fp32, {"click": 0.595, "box": 0.70}).passed

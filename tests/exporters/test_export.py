@@ -119,9 +119,12 @@ def test_graphs_use_the_portable_forms(reduced_sam_dir: ExportedModel) -> None:
     assert "LayerNormalization" in enc_ops  # one op per nn.LayerNorm at opset 17
     assert "Erf" in enc_ops
     assert "Gelu" not in enc_ops
-    # The batch-1 embedding is broadcast over B with Expand, not OneHot/Tile.
+    # Nothing is repeated with OneHot/Tile; the batched decoder keeps the
+    # embedding at batch 1 (only the output tokens are broadcast, with Expand).
     assert "Expand" in dec_ops
     assert not {"OneHot", "Tile"} & dec_ops
+    # No ConvTranspose: the output upscaling runs as channels-last MatMuls.
+    assert "ConvTranspose" not in dec_ops
     assert {o.domain or "" for o in encoder.opset_import} == {""}
     assert encoder.opset_import[0].version == 17
 
@@ -202,6 +205,7 @@ def test_no_verify_skips_parity(reduced_sam_dir: ExportedModel, tmp_path: Path) 
         ({"atol": -1.0}, "atol"),
         ({"min_mask_iou": 0.0}, "min_mask_iou"),
         ({"seed": -1}, "seed"),
+        ({"batched_decoder": 1}, "batched_decoder: got 1, expected True or False"),
     ],
 )
 def test_config_validation(kwargs: dict, match: str) -> None:
@@ -245,3 +249,31 @@ def test_openvino_builds_and_agrees(reduced_sam_dir: ExportedModel) -> None:
         assert got["low_res_masks"].shape == (b, 4, 4 * h, 4 * w)
         assert np.abs(got["low_res_masks"] - masks).max() < 1e-3
         assert np.abs(got["iou_predictions"] - iou).max() < 1e-3
+
+
+def test_batched_decoder_matches_sams_own_form() -> None:
+    """The batched decoder is SAM's ``predict_masks`` rearranged: same outputs, any B, N, masks."""
+    torch = pytest.importorskip("torch")
+    from samedge.exporters.decoder import PromptDecoderGraph
+    from samedge.exporters.export import build_model, resolve_spec
+
+    spec = resolve_spec("sam_reduced")
+    sam = build_model(spec, None)
+    batched = PromptDecoderGraph(sam, spec.image_size).eval()
+    own = PromptDecoderGraph(sam, spec.image_size, batched=False).eval()
+    assert batched.batched is not None
+    assert own.batched is None
+    c, h, w = spec.embedding_shape
+    gen = torch.Generator().manual_seed(3)
+    embedding = torch.randn(1, c, h, w, generator=gen)
+    for b, n in ((1, 1), (3, 2), (5, 4)):
+        coords = torch.rand(b, n, 2, generator=gen) * spec.image_size
+        labels = torch.randint(-1, 4, (b, n), generator=gen).float()
+        mask = torch.randn(b, 1, 4 * h, 4 * w, generator=gen) * 5
+        has = (torch.arange(b) % 2).float()
+        with torch.no_grad():
+            got = batched(embedding, coords, labels, mask, has)
+            want = own(embedding, coords, labels, mask, has)
+        for g, ref in zip(got, want, strict=True):
+            assert g.shape == ref.shape
+            torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))

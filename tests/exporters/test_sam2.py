@@ -149,7 +149,7 @@ def test_openvino_runs_the_four_graphs_like_onnxruntime(
             for frame in frames:
                 predictor.set_image(frame)
                 tracker.step(predictor)
-            logits[backend] = [tracker._objects[k].low_res for k in (1, 2)]
+            logits[backend] = [tracker.objects[k].low_res_logits for k in (1, 2)]
     for ort_logits, ov_logits in zip(logits["onnxruntime"], logits["openvino"], strict=True):
         # OpenVINO computes in bf16 on CPUs that have it: logits agree to a fraction of a unit.
         assert float(np.abs(np.asarray(ort_logits) - np.asarray(ov_logits)).max()) < 0.5

@@ -310,7 +310,8 @@ def test_memory_limits_name_memory_frames_not_points() -> None:
         TensorRTBackend._check_limits(limits, feeds)
     message = str(info.value)
     assert "max_conditioning_frames" in message
-    assert "points" not in message and "TensorRTConfig(" not in message
+    assert "points" not in message
+    assert "TensorRTConfig(" not in message
 
 
 def test_profile_refuses_other_dynamic_axes() -> None:

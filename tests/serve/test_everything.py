@@ -101,3 +101,20 @@ def test_one_request_at_a_time(tiny_model, monkeypatch):
     finally:
         release.set()
         service.stop()
+
+
+def test_everything_on_a_memory_model() -> None:
+    """A SAM 2-family session (the built-in memory model) prompts the frame without memory."""
+    import contextlib
+
+    from tests.serve.conftest import running_client
+
+    session = contextlib.contextmanager(running_client)
+    with session(make_config("samedge_tiny_track")) as client:  # type: ignore[arg-type]
+        r = client.post("/api/everything", json=LOOSE)
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert (data["width"], data["height"]) == (W, H)
+        assert data["masks"], "samedge_tiny_track finds objects on the scene (loose thresholds)"
+        for m in data["masks"]:
+            assert int(rle_to_mask(m["rle"]).sum()) == m["area"] > 0

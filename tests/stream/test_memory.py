@@ -151,7 +151,9 @@ def test_occluded_object_keeps_its_id_and_comes_back() -> None:
     assert state.object_id == oid
     assert state.object_score == 2.0
     logits = state.low_res_logits
-    assert logits is not None and logits.ndim == 2 and not logits.flags.writeable
+    assert logits is not None
+    assert logits.ndim == 2
+    assert not logits.flags.writeable
     assert (state.mask.any()) == bool((logits > 0).any())
 
 

@@ -98,7 +98,9 @@ def test_clicks_are_decoded_in_one_multimask_call_and_boxes_come_from_masks():
     assert objects[a].age == 1
     assert not objects[a].mask.flags.writeable
     logits = objects[a].low_res_logits  # the chosen mask's decoder logits
-    assert logits is not None and logits.ndim == 2 and not logits.flags.writeable
+    assert logits is not None
+    assert logits.ndim == 2
+    assert not logits.flags.writeable
     assert objects[a].object_score is None  # presence is the memory tracker's
 
 
