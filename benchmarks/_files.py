@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "write_json_and_markdown"]
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
@@ -27,3 +28,10 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return path
+
+
+def write_json_and_markdown(output: Path, data: object, markdown: str) -> None:
+    """``output`` (.json) and the same name in .md, each atomically; says where."""
+    write_atomic(output, json.dumps(data, indent=2) + "\n")
+    write_atomic(output.with_suffix(".md"), markdown)
+    print(f"wrote {output} and {output.with_suffix('.md')}")

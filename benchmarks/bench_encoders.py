@@ -32,7 +32,7 @@ from samedge.bench import count_flops, library_versions, machine_info
 from samedge.runtimes import InferencePrecision, OpenVinoConfig, OrtConfig, open_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _files import write_atomic
+from _files import write_json_and_markdown
 
 
 def _time(path: Path, backend: str, config: Any, x: np.ndarray, runs: int) -> tuple[float, str]:
@@ -52,11 +52,13 @@ def measure(model_dir: Path, threads: int, runs: int) -> dict[str, Any]:
     """One directory's row."""
     card = read_model_dir(model_dir)
     encoder = model_dir / card.encoder
-    x = np.random.default_rng(0).uniform(0, 255, (1, 3, card.image_size, card.image_size))
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, *card.input_box))
     x = x.astype(np.float32)
     row: dict[str, Any] = {
         "model": card.model,
-        "input": card.image_size,
+        "input": card.image_size
+        if card.encoder_input is None
+        else "x".join(map(str, card.encoder_input)),
         "encoder_gflops": round(count_flops(encoder).gflops, 1),
         "encoder_mb": round(encoder.stat().st_size / 2**20, 1),
     }
@@ -124,9 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_after": [round(v, 2) for v in os.getloadavg()],
         "rows": rows,
     }
-    write_atomic(args.output, json.dumps(data, indent=2) + "\n")
-    write_atomic(args.output.with_suffix(".md"), markdown(data))
-    print(f"wrote {args.output} and {args.output.with_suffix('.md')}")
+    write_json_and_markdown(args.output, data, markdown(data))
     return 0
 
 

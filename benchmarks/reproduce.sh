@@ -11,6 +11,8 @@
 # own predict_masks vs samedge's batched export, ONNX Runtime and OpenVINO:
 # results/<machine>/decoder_batch.md), prepost (pre-/post-processing share of
 # a streamed frame, exact vs fast paths: results/<machine>/prepost.md),
+# frame_size (MobileSAM's encoder on 640x480 / 1280x720 content vs the padded
+# square, speed and mask agreement: results/<machine>/frame_size.md),
 # video (memory tracking per frame and per graph with 1/3/8 objects beside Meta's
 # PyTorch SAM2VideoPredictor, edgetam and sam2.1_hiera_tiny: bench_video_*.md;
 # opt-in, about 40 minutes here: `bash benchmarks/reproduce.sh video`),
@@ -38,7 +40,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder prepost)
+[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder prepost frame_size)
 
 machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench import machine_name; print(machine_name())')}"
 results="benchmarks/results/$machine"
@@ -83,6 +85,19 @@ for step in "${steps[@]}"; do
                 --model "$work/mobile_sam-decoder-batched" --backend openvino --clock cpu \
                 --frames 640x480,1280x720 --objects 1,16 --runs 5 --output "$results/prepost.md"
             ;;
+        frame_size)
+            # MobileSAM (random weights) square and for 640x480 / 1280x720 frames; each
+            # --frame-size export searches the margin that passes the gate (minutes).
+            for size in square 640x480 1280x720; do
+                [ -f "$work/mobile_sam-$size/samedge.json" ] && continue
+                flag=(); [ "$size" != square ] && flag=(--frame-size "$size")
+                samedge -q export mobile_sam --random-weights -o "$work/mobile_sam-$size" "${flag[@]}"
+            done
+            python benchmarks/bench_frame_size.py --runs 7 --machine "$machine" \
+                "$work/mobile_sam-square:$work/mobile_sam-640x480" \
+                "$work/mobile_sam-square:$work/mobile_sam-1280x720" \
+                --output "$results/frame_size.json"
+            ;;
         video)
             # SAM 2.1-T's frames are slow here (seconds each): 2 timed frames right after the
             # prompted one; EdgeTAM's bank fills over its 3 warm-up frames first.
@@ -94,7 +109,7 @@ for step in "${steps[@]}"; do
             python benchmarks/video_peer.py "$results/bench_video_sam2.1_hiera_tiny.json" --frames 2
             ;;
         *)
-            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, prepost or video" >&2
+            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, prepost, frame_size or video" >&2
             exit 2
             ;;
     esac

@@ -143,6 +143,8 @@ class BuildConfig:
         attention_int8: Quantize the attention MatMuls too (see
             :attr:`~.int8.Int8Config.attention`; a ViT-B build with it fits
             in 12 GB, benchmarks/results/amd-epyc-2c/calibration_memory.md).
+        int8_full_range: INT8 weights in all 8 bits, for TensorRT and VNNI/AMX
+            CPUs only (:attr:`~.int8.Int8Config.full_range_weights`).
         fallback: Let INT8 keep its most sensitive layers in float to pass the gate.
         max_fallback_layers: Most layers fallback may keep in float.
         sensitivity_frames: Frames the per-layer sensitivity is measured on.
@@ -166,6 +168,7 @@ class BuildConfig:
     method: Int8Method | None = None
     decoder_fp16: bool = False
     attention_int8: bool = True
+    int8_full_range: bool = False
     gate: GateConfig = field(default_factory=GateConfig)
     fallback: bool = True
     max_fallback_layers: int = 32
@@ -207,7 +210,7 @@ class BuildConfig:
             raise InputError(f"gate: got {self.gate!r}, expected a GateConfig")
         if not isinstance(self.fp16, Fp16Config):
             raise InputError(f"fp16: got {self.fp16!r}, expected an Fp16Config")
-        for name in ("decoder_fp16", "fallback", "attention_int8"):
+        for name in ("decoder_fp16", "fallback", "attention_int8", "int8_full_range"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name}: got {getattr(self, name)!r}, expected True or False")
 
@@ -361,7 +364,11 @@ def _int8_candidate(
     judge: _Judge,
 ) -> _Artifact:
     blocked: dict[str, dict[str, int]] = {}
-    int8_config = Int8Config(method=config.method, attention=config.attention_int8)
+    int8_config = Int8Config(
+        method=config.method,
+        attention=config.attention_int8,
+        full_range_weights=config.int8_full_range,
+    )
     result = quantize_int8(src_dir / card.encoder, work / "encoder.int8.onnx", inputs, int8_config)
     decoder = _make_decoder(card, src_dir, work, config, frames, inputs, blocked)
     fid = ref.compare(result.output, decoder)
@@ -649,6 +656,7 @@ def build(
             precision=art.precision,
             decoder_fp16=config.decoder_fp16,
             attention_int8=config.attention_int8,
+            int8_full_range=config.int8_full_range,
             fallback=config.fallback,
             fp16_range_fraction=config.fp16.range_fraction,
             source_encoder_sha256=sha256_file(src_dir / card.encoder),

@@ -50,7 +50,7 @@ from samedge._frames import (
 # so that ``from samedge.calibration.frames import CalibrationDataError`` keeps working.
 from samedge.errors import CalibrationDataError, SamedgeError
 from samedge.model_dir import ModelCard
-from samedge.preprocess import Resample, preprocess_image
+from samedge.preprocess import model_input
 
 __all__ = [
     "CALIBRATION_SEED",
@@ -73,7 +73,8 @@ def encoder_inputs(frames: Sequence[np.ndarray], card: ModelCard) -> list[np.nda
         card: The model's card (input size and pixel mean).
 
     Returns:
-        One float32 ``[1, 3, S, S]`` array per frame.
+        One float32 ``[1, 3, S, S]`` array per frame (``[1, 3, h, w]`` for an
+        encoder exported with ``--frame-size``: the card's ``input_box``).
 
     Raises:
         CalibrationDataError: a frame of the wrong type, dtype or shape.
@@ -81,9 +82,7 @@ def encoder_inputs(frames: Sequence[np.ndarray], card: ModelCard) -> list[np.nda
     out = []
     for i, frame in enumerate(frames):
         try:
-            x, _ = preprocess_image(
-                frame, card.image_size, card.pixel_mean, "RGB", None, Resample.EXACT
-            )
+            x, _ = model_input(frame, card)
         except SamedgeError as e:
             raise CalibrationDataError(f"calibration frame {i}: {e}") from e
         out.append(x)

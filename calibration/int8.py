@@ -55,6 +55,19 @@ more than 22 GB was ONNX Runtime's arena and memory pattern (twice a run's
 activations kept) and freed memory never returned between steps; see
 :mod:`._onnx` and :func:`_lean_nncf_sessions`.
 
+Weights are quantized to 7 bits (-64..63 of int8's range; NNCF's
+``OverflowFix.ENABLE``, ONNX Runtime's ``reduce_range``). CPUs without VNNI
+(AVX2, and AVX-512 before Cascade Lake / Zen 4) multiply uint8 activations by
+int8 weights with ``vpmaddubsw``, which adds pairs of products into int16 and
+saturates; OpenVINO runs Q/DQ files that way. Measured on a 2-core AMD EPYC
+with AVX2 only (OpenVINO 2026.4, the reduced test SAM, NNCF's default overflow
+fix on the first layer only): embedding cosine vs FP32 0.978 on OpenVINO
+against 0.9998 on ONNX Runtime; with 7-bit weights 0.99968 on both. The file
+is one artifact for every CPU and TensorRT, so it is made safe for the
+oldest; the half bit of weight precision it costs is inside the gate.
+``Int8Config(full_range_weights=True)`` (``samedge build --int8-full-range``)
+keeps all 8 bits for files meant only for TensorRT or VNNI/AMX CPUs.
+
 ModelOpt is not offered as a method: ``nvidia-modelopt[onnx]`` pins onnx and
 onnxruntime-gpu versions that conflict with samedge's, so the benchmark runs
 it in its own environment.
@@ -151,6 +164,10 @@ class Int8Config:
             rule, leaves ``softmax·v`` in float; the ONNX Runtime engine
             quantizes both. Off keeps both in float (less speed-up; with
             NNCF, 24 fewer activations to collect on a ViT-B).
+        full_range_weights: Weights in all 8 bits instead of 7. Half a bit
+            more weight precision on TensorRT and on CPUs with VNNI or AMX;
+            wrong on OpenVINO on CPUs without VNNI (int16 overflow, see the
+            module notes), so off by default.
     """
 
     method: Int8Method | None = None
@@ -159,6 +176,7 @@ class Int8Config:
     transformer: bool | None = None
     fast_bias_correction: bool = True
     attention: bool = True
+    full_range_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.method is not None and not isinstance(self.method, Int8Method):
@@ -333,6 +351,12 @@ def _quantize_nncf(
             subset_size=len(feeds),
             fast_bias_correction=config.fast_bias_correction,
             ignored_scope=ignored,
+            # 7-bit weights in every layer: accurate on pre-VNNI CPUs too (module notes).
+            advanced_parameters=nncf.AdvancedQuantizationParameters(
+                overflow_fix=nncf.OverflowFix.DISABLE
+                if config.full_range_weights
+                else nncf.OverflowFix.ENABLE
+            ),
         )
 
 
@@ -382,6 +406,7 @@ def _quantize_static(
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
+        reduce_range=not config.full_range_weights,  # 7-bit weights (module notes)
         op_types_to_quantize=list(QUANTIZED_OP_TYPES),
         nodes_to_exclude=list(config.exclude),
         calibrate_method=CalibrationMethod.MinMax,

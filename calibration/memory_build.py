@@ -242,7 +242,12 @@ def _fp16(src: Path, dst: Path, feeds: Sequence[Mapping[str, np.ndarray]], confi
 
 
 def _int8_config(config: BuildConfig, exclude: tuple[str, ...] = ()) -> Int8Config:
-    return Int8Config(method=config.method, attention=config.attention_int8, exclude=exclude)
+    return Int8Config(
+        method=config.method,
+        attention=config.attention_int8,
+        exclude=exclude,
+        full_range_weights=config.int8_full_range,
+    )
 
 
 @dataclass
@@ -520,6 +525,7 @@ def build_memory(
             precision=precision,
             decoder_fp16=config.decoder_fp16,
             attention_int8=config.attention_int8,
+            int8_full_range=config.int8_full_range,
             fallback=config.fallback,
             fp16_range_fraction=config.fp16.range_fraction,
             source_encoder_sha256=sha256_file(src_dir / card.encoder),

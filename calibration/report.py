@@ -118,6 +118,8 @@ class CalibrationSettings:
         precision: The precision built.
         decoder_fp16: The decoder was converted to FP16.
         attention_int8: The attention MatMuls were quantized.
+        int8_full_range: INT8 weights use all 8 bits (not safe for OpenVINO on
+            CPUs without VNNI); ``False``: 7 bits.
         fallback: Layer fallback was allowed.
         fp16_range_fraction: FP16's range margin (:class:`~.fp16.Fp16Config`).
         source_encoder_sha256: SHA-256 of the FP32 encoder built from.
@@ -138,6 +140,7 @@ class CalibrationSettings:
     source_encoder_sha256: str
     versions: Mapping[str, str] = field(default_factory=dict)
     qdq: Mapping[str, Any] | None = None
+    int8_full_range: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -149,6 +152,7 @@ class CalibrationSettings:
             "precision": self.precision,
             "decoder_fp16": self.decoder_fp16,
             "attention_int8": self.attention_int8,
+            "int8_full_range": self.int8_full_range,
             "fallback": self.fallback,
             "fp16_range_fraction": self.fp16_range_fraction,
             "source_encoder_sha256": self.source_encoder_sha256,
@@ -170,6 +174,8 @@ class CalibrationSettings:
             precision=str(data["precision"]),
             decoder_fp16=bool(data["decoder_fp16"]),
             attention_int8=bool(data["attention_int8"]),
+            # Files built before the flag existed used NNCF's default, 8-bit weights.
+            int8_full_range=bool(data.get("int8_full_range", True)),
             fallback=bool(data["fallback"]),
             fp16_range_fraction=float(data["fp16_range_fraction"]),
             source_encoder_sha256=str(data["source_encoder_sha256"]),

@@ -25,10 +25,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -40,6 +41,13 @@ from samedge.errors import ExportError, InputError, OutputExistsError
 from samedge.exporters.builders import REDUCED_SAM_NAME, reduced_sam_spec, resolve_builder
 from samedge.exporters.decoder import EncoderGraph, PromptDecoderGraph
 from samedge.exporters.efficientvit_sam import encoder_input_size, mask_upsample_size
+from samedge.exporters.frame_size import (
+    MARGINS,
+    Agreement,
+    ContentEncoderGraph,
+    encoder_box,
+    measure_agreement,
+)
 from samedge.exporters.graphs import check_graph, finish_onnx, trace_to_onnx
 from samedge.exporters.parity import (
     ParityReport,
@@ -80,6 +88,10 @@ DYNAMIC_POINTS = "N"
 # The torchscript exporter's newest opset; TensorRT 8.6 (JetPack 6.0) parses up to 17.
 _MAX_OPSET = 20
 
+#: Models whose encoder can be exported for one frame size (``--frame-size``):
+#: TinyViT and samedge_tiny's CNN (:mod:`samedge.exporters.frame_size`).
+FRAME_SIZE_MODELS = ("mobile_sam", "samedge_tiny")
+
 PathArg = str | os.PathLike[str]
 
 
@@ -104,6 +116,12 @@ class ExportConfig:
             inputs, outputs and results); ``False`` traces SAM's own
             ``predict_masks`` (for comparisons). Models without SAM's decoder
             layout always take SAM's own.
+        frame_size: ``(width, height)`` of the camera frames the model will see,
+            to trace the encoder on their content box instead of the padded
+            square (:mod:`samedge.exporters.frame_size`; MobileSAM and
+            samedge_tiny). The export measures the masks against the square
+            encoder's and refuses one that misses the precision gate.
+            ``None``: the square.
 
     Example:
         >>> ExportConfig(opset=17, progress=False).atol
@@ -121,6 +139,7 @@ class ExportConfig:
     seed: int = 0
     external_data: bool | None = None
     batched_decoder: bool = True
+    frame_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or not 17 <= self.opset <= _MAX_OPSET:
@@ -139,6 +158,15 @@ class ExportConfig:
         if not isinstance(self.batched_decoder, bool):
             raise InputError(
                 f"batched_decoder: got {self.batched_decoder!r}, expected True or False"
+            )
+        if self.frame_size is not None and not (
+            len(self.frame_size) == 2
+            and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.frame_size
+            )
+        ):
+            raise InputError(
+                f"frame_size: got {self.frame_size!r}, expected (width, height) positive ints"
             )
 
 
@@ -167,6 +195,7 @@ class ExportReport:
     parity: ParityReport | None
     seconds: Mapping[str, float] = field(default_factory=dict)
     peak_rss_bytes: int | None = None
+    frame_size: Agreement | None = None
 
     @property
     def verified(self) -> bool:
@@ -184,6 +213,7 @@ class ExportReport:
             "parity": self.parity.to_dict() if self.parity is not None else None,
             "seconds": dict(self.seconds),
             "peak_rss_bytes": self.peak_rss_bytes,
+            "frame_size": self.frame_size.to_dict() if self.frame_size is not None else None,
         }
 
     def summary(self) -> str:
@@ -199,6 +229,8 @@ class ExportReport:
             lines.append("parity: NOT verified (--no-verify)")
         else:
             lines.append(self.parity.summary())
+        if self.frame_size is not None:
+            lines.append(self.frame_size.summary())
         return "\n".join(lines)
 
 
@@ -280,8 +312,11 @@ def _check_against_spec(sam: nn.Module, spec: ModelSpec) -> None:
         )
 
 
-def _io_shapes(spec: ModelSpec) -> dict[str, dict[str, dict[str, list[int | str]]]]:
+def _io_shapes(
+    spec: ModelSpec, box: tuple[int, int] | None = None
+) -> dict[str, dict[str, dict[str, list[int | str]]]]:
     size = spec.image_size
+    bh, bw = box or (size, size)
     c, h, w = spec.embedding_shape
     k = spec.num_mask_outputs
     m = spec.low_res_mask_size
@@ -291,7 +326,7 @@ def _io_shapes(spec: ModelSpec) -> dict[str, dict[str, dict[str, list[int | str]
     extra: dict[str, list[int | str]] = {name: [1, *shape] for name, shape in spec.extra_features}
     return {
         "encoder": {
-            "inputs": {graph_names.IMAGE: [1, 3, size, size]},
+            "inputs": {graph_names.IMAGE: [1, 3, bh, bw]},
             "outputs": {graph_names.IMAGE_EMBEDDINGS: emb, **extra},
         },
         "decoder": {
@@ -311,18 +346,31 @@ def _io_shapes(spec: ModelSpec) -> dict[str, dict[str, dict[str, list[int | str]
     }
 
 
-def _metadata(spec: ModelSpec, config: ExportConfig, sha: str | None) -> dict[str, str]:
-    return ModelCard.from_spec(spec, opset=config.opset, checkpoint_sha256=sha).to_metadata()
+def _metadata(
+    spec: ModelSpec, config: ExportConfig, sha: str | None, box: tuple[int, int] | None = None
+) -> dict[str, str]:
+    card = ModelCard.from_spec(spec, opset=config.opset, checkpoint_sha256=sha, encoder_input=box)
+    return card.to_metadata()
 
 
 def _write_encoder(
-    sam: nn.Module, spec: ModelSpec, out: Path, config: ExportConfig, metadata: Mapping[str, str]
+    sam: nn.Module,
+    spec: ModelSpec,
+    out: Path,
+    config: ExportConfig,
+    metadata: Mapping[str, str],
+    content: ContentEncoderGraph | None = None,
 ) -> list[Path]:
-    shapes = _io_shapes(spec)["encoder"]
-    graph = HQEncoderGraph if is_sam_hq(sam) else EncoderGraph
-    wrapper = graph(sam, spec.pixel_mean, spec.pixel_std).eval()
+    box = None if content is None else content.box
+    shapes = _io_shapes(spec, box)["encoder"]
+    wrapper: nn.Module
+    if content is not None:
+        wrapper = content
+    else:
+        graph = HQEncoderGraph if is_sam_hq(sam) else EncoderGraph
+        wrapper = graph(sam, spec.pixel_mean, spec.pixel_std).eval()
     # Example values only steer tracing; every dim of the encoder is static.
-    example = torch.full((1, 3, spec.image_size, spec.image_size), 128.0)
+    example = torch.full((1, 3, *(box or (spec.image_size, spec.image_size))), 128.0)
     raw = trace_to_onnx(
         wrapper,
         (example,),
@@ -383,11 +431,58 @@ def _write_decoder(
     )
 
 
-def _check(path: Path, spec: ModelSpec, kind: str) -> set[str]:
-    shapes = _io_shapes(spec)[kind]
+def _check(path: Path, spec: ModelSpec, kind: str, box: tuple[int, int] | None = None) -> set[str]:
+    shapes = _io_shapes(spec, box)[kind]
     ops = check_graph(path, inputs=shapes["inputs"], outputs=shapes["outputs"])
     log.info("%s: onnx.checker ok, contract ok, %d op types, all portable", path.name, len(ops))
     return ops
+
+
+def _content_encoder(
+    sam: nn.Module, spec: ModelSpec, config: ExportConfig
+) -> tuple[ContentEncoderGraph, Agreement]:
+    """The smallest content box whose masks pass the gate against the square's.
+
+    Raises:
+        ExportError: no margin in :data:`~samedge.exporters.frame_size.MARGINS`
+            short of the whole square passes.
+    """
+    assert config.frame_size is not None
+    tried = []
+    for margin in MARGINS:
+        try:
+            box = encoder_box(spec, config.frame_size, sam, margin)
+        except InputError:
+            if margin == 0:
+                raise
+            break  # the margin reached the square
+        content = ContentEncoderGraph(sam, spec, box).eval()
+        agreement = measure_agreement(sam, spec, content, config.frame_size, seed=config.seed)
+        log.info("margin %d: %s", margin, agreement.summary())
+        if agreement.passed:
+            return content, agreement
+        tried.append(agreement.summary())
+    raise ExportError(
+        "the encoder on the frame's content alone segments differently from the square "
+        f"encoder for {spec.name} with these weights, at every margin tried:\n  "
+        + "\n  ".join(tried)
+        + "\nexport without --frame-size"
+    )
+
+
+def _content_references(refs: References, content: ContentEncoderGraph) -> References:
+    """``refs`` with the encoder's input cut to the content box and its output from ``content``."""
+    bh, bw = content.box
+    image = np.ascontiguousarray(refs.padded_image[:, :, :bh, :bw])
+    with torch.no_grad():
+        embedding = content(torch.from_numpy(image)).numpy().copy()
+    # The decoder's references stay the square's: its inputs are the same either way.
+    return replace(
+        refs,
+        padded_image=image,
+        image_embeddings=embedding,
+        decoder_embeddings=refs.image_embeddings,
+    )
 
 
 def _peak_rss_bytes() -> int | None:
@@ -481,6 +576,11 @@ def _export_part(
         raise InputError(
             f"model {spec.name}: a SAM 2-family model exports as a whole directory of four "
             "graphs; use export_model (`samedge export`) instead of export_encoder/decoder"
+        )
+    if config.frame_size is not None:
+        raise InputError(
+            "frame_size: the model card records the encoder's input box, so it applies to a "
+            "whole model directory; use export_model (`samedge export --frame-size`)"
         )
     write = _write_encoder if part == "encoder" else _write_decoder
     # claim_output sweeps the staging a killed export of ``out`` left behind.
@@ -588,6 +688,13 @@ def export_model(
     """
     config = config or ExportConfig()
     spec = resolve_spec(model)
+    if config.frame_size is not None and spec.name not in FRAME_SIZE_MODELS:
+        raise InputError(
+            f"--frame-size: {spec.name}'s encoder sees the whole square (absolute position "
+            "embeddings or global attention), so its padding cannot be left out without "
+            f"changing its features; supported: {', '.join(FRAME_SIZE_MODELS)}. "
+            "Export without --frame-size"
+        )
     if spec.family == "sam2":  # SAM 2.1 / EdgeTAM: four graphs and a memory bank
         from samedge.exporters.sam2 import export_sam2_model
 
@@ -597,6 +704,9 @@ def export_model(
         f"export {spec.name}", ["build", "encoder", "decoder", "verify"], config.progress
     )
     parity: ParityReport | None = None
+    agreement: Agreement | None = None
+    content: ContentEncoderGraph | None = None
+    box: tuple[int, int] | None = None
     try:
         # claim_output: one export of ``output`` at a time, and the staging a
         # killed export left beside it (SIGKILL, power loss) is swept first.
@@ -612,29 +722,34 @@ def export_model(
                 refs: References | None = None
                 if config.verify:
                     refs = compute_references(sam, spec, config.seed)
-            metadata = _metadata(spec, config, sha)
+                if config.frame_size is not None:
+                    content, agreement = _content_encoder(sam, spec, config)
+                    box = content.box
+                    if refs is not None:
+                        refs = _content_references(refs, content)
+            metadata = _metadata(spec, config, sha, box)
             with steps.step("encoder"):
-                _write_encoder(sam, spec, stage / ENCODER_NAME, config, metadata)
+                _write_encoder(sam, spec, stage / ENCODER_NAME, config, metadata, content)
             with steps.step("decoder"):
                 _write_decoder(sam, spec, stage / DECODER_NAME, config, metadata)
-            del sam
+            del sam, content
             gc.collect()
             with steps.step("verify"):
-                _check(stage / ENCODER_NAME, spec, "encoder")
+                _check(stage / ENCODER_NAME, spec, "encoder", box)
                 _check(stage / DECODER_NAME, spec, "decoder")
                 if refs is not None:
                     parity = compare_with_onnxruntime(
                         stage / ENCODER_NAME, stage / DECODER_NAME, refs, config
                     )
+            details: dict[str, Any] = {
+                "parity": parity.to_dict() if parity is not None else None,
+                "random_weights_seed": config.seed if checkpoint is None else None,
+                "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__},
+            }
+            if agreement is not None:
+                details["frame_size"] = agreement.to_dict()
             card = ModelCard.from_spec(
-                spec,
-                opset=config.opset,
-                checkpoint_sha256=sha,
-                details={
-                    "parity": parity.to_dict() if parity is not None else None,
-                    "random_weights_seed": config.seed if checkpoint is None else None,
-                    "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__},
-                },
+                spec, opset=config.opset, checkpoint_sha256=sha, encoder_input=box, details=details
             )
             write_model_card(stage, card)
     finally:
@@ -649,6 +764,7 @@ def export_model(
         parity=parity,
         seconds=steps.seconds,
         peak_rss_bytes=_peak_rss_bytes(),
+        frame_size=agreement,
     )
     log.info("wrote %s (%s)", output, ", ".join(report.files))
     return report

@@ -166,6 +166,9 @@ class References:
     iou: list[np.ndarray] = field(default_factory=list)
     # The encoder's other outputs, fed to the decoder by name (SAM-HQ's hq_features).
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    # What the decoder cases were run on, where it is not ``image_embeddings``
+    # (an encoder traced on the frame's content box: its own embedding differs).
+    decoder_embeddings: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -415,7 +418,13 @@ def decoder_parity(
     results = []
     for case, ref_masks, ref_iou in zip(refs.cases, refs.masks, refs.iou, strict=True):
         masks, iou = decoder.run(
-            list(graph_names.DECODER_OUTPUTS), case.feeds(refs.image_embeddings, refs.extras)
+            list(graph_names.DECODER_OUTPUTS),
+            case.feeds(
+                refs.image_embeddings
+                if refs.decoder_embeddings is None
+                else refs.decoder_embeddings,
+                refs.extras,
+            ),
         )
         if masks.shape != ref_masks.shape or iou.shape != ref_iou.shape:
             raise ExportError(

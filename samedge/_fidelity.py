@@ -46,7 +46,7 @@ from samedge.graph_names import IMAGE, IMAGE_EMBEDDINGS, LOW_RES_MASKS
 from samedge.masks import mask_ious
 from samedge.model_dir import ModelCard
 from samedge.postprocess import postprocess_masks
-from samedge.preprocess import Resample, ResizeLongestSide, preprocess_image
+from samedge.preprocess import ResizeLongestSide, model_input
 from samedge.prompts import ObjectPrompt, batch_prompts
 from samedge.stream.sources import is_synthetic
 
@@ -322,9 +322,7 @@ class Reference:
         enc, dec = cpu_session(encoder), cpu_session(decoder)
         data = []
         for frame in frames:
-            x, input_size = preprocess_image(
-                frame, card.image_size, card.pixel_mean, "RGB", None, Resample.EXACT
-            )
+            x, input_size = model_input(frame, card)
             original = (int(frame.shape[0]), int(frame.shape[1]))
             feeds = batch_prompts(
                 fixed_prompts(original), original, transform, card.low_res_mask_size

@@ -73,6 +73,10 @@ class ModelCard:
         memory_encoder: File name of the memory-encoder graph (``"sam2"`` only).
         memory: The memory settings and maxima (:class:`~samedge.memory_model.MemorySettings`
             as a dict; ``"sam2"`` only).
+        encoder_input: ``(h, w)`` of the encoder's input when it was exported for
+            frames of one aspect ratio (``samedge export --frame-size``): the
+            frame's content without the square's padding; ``None`` for the
+            ``image_size`` square. The embedding keeps its shape either way.
     """
 
     model: str
@@ -94,8 +98,18 @@ class ModelCard:
     memory_attention: str | None = None
     memory_encoder: str | None = None
     memory: Mapping[str, Any] | None = None
+    encoder_input: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.encoder_input is not None:
+            box = tuple(self.encoder_input)
+            if len(box) != 2 or not all(
+                isinstance(v, int) and 0 < v <= self.image_size for v in box
+            ):
+                raise ModelDirError(
+                    f"encoder_input: got {self.encoder_input!r}, expected (h, w) within the "
+                    f"{self.image_size} square; re-export the model"
+                )
         if self.family not in ("sam", "sam2"):
             raise ModelDirError(f"family: got {self.family!r}, expected 'sam' or 'sam2'")
         if self.family == "sam2" and not (
@@ -129,6 +143,13 @@ class ModelCard:
         """Side of the decoder's low-resolution masks."""
         return 4 * self.embedding_shape[1]
 
+    @property
+    def input_box(self) -> tuple[int, int]:
+        """``(h, w)`` of the encoder's ``image`` input: the square, or ``encoder_input``."""
+        if self.encoder_input is None:
+            return (self.image_size, self.image_size)
+        return (self.encoder_input[0], self.encoder_input[1])
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str) + "\n"
 
@@ -155,8 +176,9 @@ class ModelCard:
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
         try:
-            for key in ("pixel_mean", "pixel_std", "embedding_shape"):
-                kwargs[key] = tuple(kwargs[key])
+            for key in ("pixel_mean", "pixel_std", "embedding_shape", "encoder_input"):
+                if kwargs.get(key) is not None:
+                    kwargs[key] = tuple(kwargs[key])
             return cls(**kwargs)
         except (TypeError, ValueError) as e:
             raise ModelDirError(f"{source}: malformed card ({e}); re-export the model") from e

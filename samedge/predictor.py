@@ -610,6 +610,7 @@ class Predictor:
             "RGB",
             self._input_buffer,
             self.resample,
+            self.card.input_box,
         )
         # Reusing the buffer is safe because only the encoder reads it, and the
         # encoder runs on one thread at a time (see the class notes).
@@ -782,14 +783,14 @@ class Predictor:
         """Check once that both graphs follow samedge's I/O contract."""
         if self._checked:
             return
-        S = self.card.image_size
+        H, W = self.card.input_box
         enc_in = {s.name: s for s in self._encoder.inputs}
         enc_out = {s.name for s in self._encoder.outputs}
         problems = []
-        if set(enc_in) != {_ENCODER_IN} or enc_in[_ENCODER_IN].shape != (1, 3, S, S):
+        if set(enc_in) != {_ENCODER_IN} or enc_in[_ENCODER_IN].shape != (1, 3, H, W):
             got = [(s.name, s.shape) for s in self._encoder.inputs]
             problems.append(
-                f"{self.card.encoder} inputs {got}, expected [('image', (1, 3, {S}, {S}))]"
+                f"{self.card.encoder} inputs {got}, expected [('image', (1, 3, {H}, {W}))]"
             )
         if _ENCODER_OUT not in enc_out:
             problems.append(

@@ -56,6 +56,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -67,6 +68,7 @@ __all__ = [
     "Resample",
     "ResizeLongestSide",
     "get_preprocess_shape",
+    "model_input",
     "pad_to_square",
     "preprocess_image",
     "resize_longest_side",
@@ -345,17 +347,27 @@ def pad_to_square(
 
 
 def _pad_chw(
-    chw: np.ndarray, size: int, fill: Sequence[float], out: np.ndarray | None
+    chw: np.ndarray,
+    size: int,
+    fill: Sequence[float],
+    out: np.ndarray | None,
+    box: tuple[int, int] | None = None,
 ) -> np.ndarray:
     h, w = chw.shape[1:]
-    if h > size or w > size:
-        raise ImageError(f"pad_to_square: got a {h}×{w} frame, larger than the {size} square")
-    if out is None:
-        out = np.empty((1, 3, size, size), dtype=np.float32)
-    elif out.shape != (1, 3, size, size) or out.dtype != np.float32:
-        raise InputError(
-            f"out: got {out.dtype} {out.shape}, expected float32 (1, 3, {size}, {size})"
+    bh, bw = box if box is not None else (size, size)
+    if h > bh or w > bw:
+        if box is None or box == (size, size):
+            raise ImageError(f"pad_to_square: got a {h}×{w} frame, larger than the {size} square")
+        raise ImageError(
+            f"image: resized to {h}×{w} for the {size}-px encoder, but this model's encoder "
+            f"takes {bh}×{bw} (it was exported for frames of one aspect ratio with "
+            "`samedge export --frame-size`); pass frames of that shape, or use a model "
+            "directory exported without --frame-size"
         )
+    if out is None:
+        out = np.empty((1, 3, bh, bw), dtype=np.float32)
+    elif out.shape != (1, 3, bh, bw) or out.dtype != np.float32:
+        raise InputError(f"out: got {out.dtype} {out.shape}, expected float32 (1, 3, {bh}, {bw})")
     fill_arr = np.asarray(fill, dtype=np.float32).reshape(3, 1, 1)
     out[0, :, :h, :w] = chw
     out[0, :, h:, :] = fill_arr
@@ -370,6 +382,7 @@ def preprocess_image(
     image_format: str = "RGB",
     out: np.ndarray | None = None,
     resample: Resample = Resample.EXACT,
+    box: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Validate, resize and pad one frame into the encoder's ``image`` input.
 
@@ -380,9 +393,16 @@ def preprocess_image(
         image_format: ``"RGB"`` or ``"BGR"``.
         out: Optional float32 ``[1, 3, S, S]`` buffer to fill in place.
         resample: Resize filter (see :class:`Resample`).
+        box: ``(h, w)`` of an encoder exported for one aspect ratio
+            (:attr:`~samedge.model_dir.ModelCard.input_box`); the frame is still
+            resized to longest side ``S`` and must fit inside it. ``None``: the square.
 
     Returns:
-        The float32 ``[1, 3, S, S]`` tensor and the resized (unpadded) size ``(h, w)``.
+        The float32 ``[1, 3, *box]`` tensor and the resized (unpadded) size ``(h, w)``.
+
+    Raises:
+        ImageError: a frame that :func:`validate_image` refuses, or one that
+            does not fit ``box`` once resized.
 
     Example:
         >>> import numpy as np
@@ -405,7 +425,27 @@ def preprocess_image(
     else:
         resized = rgb if (new_h, new_w) == rgb.shape[:2] else _resize_fast(rgb, new_h, new_w)
         chw = resized.transpose(2, 0, 1)
-    return _pad_chw(chw, image_size, pixel_mean, out), (new_h, new_w)
+    return _pad_chw(chw, image_size, pixel_mean, out, box), (new_h, new_w)
+
+
+class _InputSpec(Protocol):
+    """What :func:`model_input` reads of a model card."""
+
+    @property
+    def image_size(self) -> int: ...
+    @property
+    def pixel_mean(self) -> tuple[float, float, float]: ...
+    @property
+    def input_box(self) -> tuple[int, int]: ...
+
+
+def model_input(
+    image: object, card: _InputSpec, resample: Resample = Resample.EXACT
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`preprocess_image` with a model card's size, mean and input box (RGB frame)."""
+    return preprocess_image(
+        image, card.image_size, card.pixel_mean, "RGB", None, resample, card.input_box
+    )
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,10 @@ def _fake_openvino(root: Path) -> Path:
     return root
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_and_interrupt(code: str, pythonpath: Path, sig: int = signal.SIGINT) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -46,6 +50,9 @@ def _run_and_interrupt(code: str, pythonpath: Path, sig: int = signal.SIGINT) ->
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A shell's background job inherits SIGINT ignored (and Python then keeps
+        # it so): give the child Python's normal Ctrl-C, whatever ran the tests.
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None

@@ -631,8 +631,7 @@ def _measure_encoder(
     cache: Path | None,
     common: dict[str, Any],
 ) -> list[Measurement]:
-    size = card.image_size
-    feeds = {graph_names.IMAGE: rng.uniform(0, 255, (1, 3, size, size)).astype(np.float32)}
+    feeds = {graph_names.IMAGE: rng.uniform(0, 255, (1, 3, *card.input_box)).astype(np.float32)}
     backend = _open(path, job)
     try:
         start = time.perf_counter()

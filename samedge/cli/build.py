@@ -29,6 +29,7 @@ _BUILD = (
     "seed",
     "decoder_fp16",
     "attention_int8",
+    "int8_full_range",
     "fallback",
     "max_fallback_layers",
     "eval_scenes",
@@ -76,6 +77,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         dest="attention_int8",
         help="int8: keep attention MatMuls in float (ViT-B int8 fits in 12 GB without it)",
+    )
+    p.add_argument(
+        "--int8-full-range",
+        action="store_true",
+        help="int8: weights in all 8 bits, for TensorRT and CPUs with VNNI/AMX only (the "
+        "default 7 bits also run right on OpenVINO on CPUs without VNNI, e.g. AVX2)",
     )
     p.add_argument(
         "--min-mean-iou",

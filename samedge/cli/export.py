@@ -37,13 +37,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="verify",
         help="skip the parity check (not advised)",
     )
+    p.add_argument(
+        "--frame-size",
+        metavar="WxH",
+        help="camera frame size, e.g. 640x480: the encoder runs on the frame's content "
+        "instead of the padded square (mobile_sam, samedge_tiny; checked against the square "
+        "encoder and refused past the precision gate; other frame shapes must fit inside)",
+    )
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from samedge.exporters import ExportConfig, export_model
+    from samedge.exporters.frame_size import parse_frame_size
 
-    config = ExportConfig(**given(args, "opset", "verify"), progress=not args.quiet)
+    frame = getattr(args, "frame_size", None)
+    config = ExportConfig(
+        **given(args, "opset", "verify"),
+        progress=not args.quiet,
+        frame_size=parse_frame_size(frame) if frame is not None else None,
+    )
     checkpoint = getattr(args, "checkpoint", None)
     try:
         with sigterm_unwinds():

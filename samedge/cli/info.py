@@ -67,6 +67,16 @@ def _print_model_dir(path: Path) -> None:
         precision = read_onnx_summary(path / str(name)).precision
         reason = f"  ({why[graph]})" if why.get(graph) else ""
         print(f"  {graph:<17} {name}: {precision}{reason}")
+    if card.encoder_input is not None:
+        agreement = card.details.get("frame_size") if isinstance(card.details, dict) else None
+        h, w = card.encoder_input
+        line = f"  encoder input     {h}x{w} (frames of one size, `--frame-size`)"
+        if isinstance(agreement, dict):
+            line += (
+                f"; masks vs the {card.image_size} square: IoU mean {agreement.get('mean_iou')}, "
+                f"p5 {agreement.get('p5_iou')}"
+            )
+        print(line)
 
 
 def _print_onnx_metadata(path: Path) -> None:

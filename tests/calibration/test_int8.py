@@ -34,13 +34,20 @@ def reduced_inputs(reduced_sam_dir: ExportedModel) -> list[np.ndarray]:
     return encoder_inputs(read_frames("synthetic", 6).calibration, card)
 
 
-def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
+def _initializers_read(
+    model: onnx.ModelProto, ops: tuple[str, ...], index: int
+) -> list[np.ndarray]:
+    """The initializers that nodes of ``ops`` read as their input ``index``."""
     inits = {i.name: i for i in model.graph.initializer}
     return [
-        numpy_helper.to_array(inits[n.input[2]])
+        numpy_helper.to_array(inits[n.input[index]])
         for n in model.graph.node
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+        if n.op_type in ops and len(n.input) > index and n.input[index] in inits
     ]
+
+
+def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
+    return _initializers_read(model, ("QuantizeLinear", "DequantizeLinear"), 2)
 
 
 @pytest.mark.parametrize("method", [Int8Method.NNCF, Int8Method.ONNXRUNTIME])
@@ -69,6 +76,27 @@ def test_qdq_is_symmetric_int8_with_per_channel_weights(
     ref = cpu_session(src).run(None, {"image": x})[0]
     got = cpu_session(result.output).run(None, {"image": x})[0]
     assert cosine(ref, got) > 0.9
+
+
+@pytest.mark.parametrize("method", [Int8Method.NNCF, Int8Method.ONNXRUNTIME])
+def test_weights_use_7_bits_unless_full_range_is_asked(
+    method: Int8Method,
+    reduced_sam_dir: ExportedModel,
+    reduced_inputs: list[np.ndarray],
+    tmp_path: Path,
+) -> None:
+    """7 bits: no int16 overflow on CPUs without VNNI (OpenVINO's u8 x s8 pairs)."""
+    src = reduced_sam_dir.dir / "encoder.onnx"
+    peaks = {}
+    for full in (False, True):
+        config = Int8Config(method=method, full_range_weights=full)
+        result = quantize_int8(src, tmp_path / f"int8_{full}.onnx", reduced_inputs, config)
+        # The stored int8 weights: initializers a DequantizeLinear reads directly.
+        weights = _initializers_read(onnx.load(str(result.output)), ("DequantizeLinear",), 0)
+        assert weights
+        peaks[full] = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+    assert peaks[False] <= 64
+    assert peaks[True] > 100
 
 
 @pytest.mark.openvino
