@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -117,6 +118,11 @@ def readme_block(reports: Sequence[tuple[Path, BenchReport]], root: Path | None 
 def _find_reports(results: Path) -> list[tuple[Path, BenchReport]]:
     found = []
     for path in sorted(results.glob("*/bench*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
+            if kind is not None:  # `samedge bench --video` reports: their own README section
+                log.debug("skipping %s: a %r report", path, kind)
+                continue
         try:
             found.append((path, BenchReport.load(path)))
         except InputError as e:

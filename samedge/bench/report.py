@@ -94,6 +94,11 @@ class BenchReport:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchReport:
+        if data.get("kind") is not None:  # e.g. "video": samedge.bench.video_report's
+            raise TypeError(
+                f"a {data['kind']!r} report, not an image bench report; read it with its own "
+                "reader (samedge.bench.video_report for `samedge bench --video`)"
+            )
         return cls(
             machine=data["machine"],
             versions=data["versions"],

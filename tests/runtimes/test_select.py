@@ -32,6 +32,8 @@ from tests.runtimes._graphs import matmul_add
 
 INTEL = CpuInfo("GenuineIntel", "Intel(R) Xeon(R) Platinum 8480+", "x86_64", 8, frozenset())
 AMD = CpuInfo("AuthenticAMD", "AMD EPYC", "x86_64", 2, frozenset())
+AMD_AVX2 = CpuInfo("AuthenticAMD", "AMD EPYC", "x86_64", 2, frozenset({"avx2", "fma"}))
+ARM = CpuInfo("", "Cortex-A78AE", "aarch64", 8, frozenset({"asimd"}))
 GPU = CudaDevice(0, "NVIDIA H100 80GB HBM3", (9, 0))
 ORT_CPU = sel._Probe(version="1.32.0", devices={"CPUExecutionProvider": "CPUExecutionProvider"})
 ORT_GPU = sel._Probe(
@@ -93,15 +95,15 @@ def test_openvino_devices_carry_their_full_names() -> None:
 
 @pytest.mark.openvino
 def test_auto_picks_openvino_on_this_machine(caplog: pytest.LogCaptureFixture) -> None:
-    """Here: OpenVINO installed on an x86 CPU that is Intel or has native bf16."""
+    """Here: OpenVINO installed on an x86 CPU that is Intel, has native bf16 or AVX2."""
     import openvino as ov
 
     cpu = sel.cpu_info()
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if sel._probe_tensorrt().version is not None and sel.cuda_devices():
         pytest.skip("TensorRT and a CUDA GPU are present: auto picks TensorRT")
-    if not (cpu.is_intel or "BF16" in caps):
-        pytest.skip(f"CPU {cpu.model!r} is neither Intel nor bf16-capable")
+    if not (cpu.is_intel or "BF16" in caps or "avx2" in cpu.flags):
+        pytest.skip(f"CPU {cpu.model!r} is neither Intel nor bf16- or AVX2-capable")
     with caplog.at_level(logging.INFO, logger="samedge.runtimes.select"):
         choice = select_backend()
     assert choice.name == "openvino"
@@ -161,8 +163,22 @@ def test_auto_skips_openvino_without_an_intel_device(machine) -> None:  # type: 
     machine(cpu=AMD, ov=OV_CPU)
     choice = select_backend()
     assert choice.name == "onnxruntime"
-    assert "AuthenticAMD without native bf16" in choice.reason
+    assert "AuthenticAMD (x86_64) without native bf16 or AVX2" in choice.reason
     assert "no Intel GPU or NPU" in choice.reason
+
+
+def test_auto_picks_openvino_on_an_avx2_cpu_of_another_vendor(machine) -> None:  # type: ignore[no-untyped-def]
+    machine(cpu=AMD_AVX2, ov=OV_CPU)
+    choice = select_backend()
+    assert (choice.name, choice.device) == ("openvino", "cpu")
+    assert "AVX2" in choice.reason
+
+
+def test_auto_keeps_onnxruntime_on_arm_cpus(machine) -> None:  # type: ignore[no-untyped-def]
+    machine(cpu=ARM, ov=OV_CPU)
+    choice = select_backend()
+    assert choice.name == "onnxruntime"
+    assert "(aarch64) without native bf16 or AVX2" in choice.reason
 
 
 def test_auto_uses_an_intel_gpu(machine) -> None:  # type: ignore[no-untyped-def]
