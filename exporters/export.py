@@ -25,11 +25,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -45,6 +44,7 @@ from samedge.exporters.frame_size import (
     MARGINS,
     Agreement,
     ContentEncoderGraph,
+    content_references,
     encoder_box,
     measure_agreement,
 )
@@ -470,21 +470,6 @@ def _content_encoder(
     )
 
 
-def _content_references(refs: References, content: ContentEncoderGraph) -> References:
-    """``refs`` with the encoder's input cut to the content box and its output from ``content``."""
-    bh, bw = content.box
-    image = np.ascontiguousarray(refs.padded_image[:, :, :bh, :bw])
-    with torch.no_grad():
-        embedding = content(torch.from_numpy(image)).numpy().copy()
-    # The decoder's references stay the square's: its inputs are the same either way.
-    return replace(
-        refs,
-        padded_image=image,
-        image_embeddings=embedding,
-        decoder_embeddings=refs.image_embeddings,
-    )
-
-
 def _peak_rss_bytes() -> int | None:
     try:
         import resource
@@ -726,7 +711,7 @@ def export_model(
                     content, agreement = _content_encoder(sam, spec, config)
                     box = content.box
                     if refs is not None:
-                        refs = _content_references(refs, content)
+                        refs = content_references(refs, content)
             metadata = _metadata(spec, config, sha, box)
             with steps.step("encoder"):
                 _write_encoder(sam, spec, stage / ENCODER_NAME, config, metadata, content)

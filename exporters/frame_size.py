@@ -32,8 +32,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,9 +43,13 @@ from samedge.errors import InputError
 from samedge.models import ModelSpec
 from samedge.preprocess import get_preprocess_shape
 
+if TYPE_CHECKING:
+    from samedge.exporters.parity import References
+
 __all__ = [
     "Agreement",
     "ContentEncoderGraph",
+    "content_references",
     "encoder_box",
     "measure_agreement",
     "parse_frame_size",
@@ -218,6 +222,24 @@ class ContentEncoderGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.content((image - self.pixel_mean) / self.pixel_std)
         return torch.cat([x, self.fill], dim=self.dim)
+
+
+def content_references(refs: References, content: ContentEncoderGraph) -> References:
+    """``refs`` with the encoder's input cut to the content box and its output from ``content``.
+
+    The decoder's references stay the square's (``decoder_embeddings``): its
+    parity is checked on the same inputs either way.
+    """
+    bh, bw = content.box
+    image = np.ascontiguousarray(refs.padded_image[:, :, :bh, :bw])
+    with torch.no_grad():
+        embedding = content(torch.from_numpy(image)).numpy().copy()
+    return replace(
+        refs,
+        padded_image=image,
+        image_embeddings=embedding,
+        decoder_embeddings=refs.image_embeddings,
+    )
 
 
 @dataclass(frozen=True)

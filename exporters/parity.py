@@ -537,6 +537,12 @@ def verify_export(
         )
     sam = build_model(spec, checkpoint, seed=config.seed)
     refs = compute_references(sam, spec, config.seed)
+    if card.encoder_input is not None:  # exported with --frame-size
+        from samedge.exporters.frame_size import ContentEncoderGraph, content_references
+
+        content = ContentEncoderGraph(sam, spec, card.encoder_input).eval()
+        refs = content_references(refs, content)
+        del content
     del sam
     gc.collect()
     return compare_with_onnxruntime(root / card.encoder, root / card.decoder, refs, config)

@@ -14,7 +14,7 @@ from samedge.preprocess import preprocess_image
 
 pytest.importorskip("torch")
 
-from samedge.exporters import ExportConfig, export_model
+from samedge.exporters import ExportConfig, export_model, verify_export
 from samedge.exporters.frame_size import encoder_box, parse_frame_size
 
 TINY_CHECKPOINT = Path(__file__).resolve().parents[2] / "training" / "samedge_tiny.pt"
@@ -95,6 +95,8 @@ def test_export_runs_on_frames_and_matches_the_square(tmp_path: Path) -> None:
     card = read_model_dir(tmp_path / "content")
     assert card.encoder_input == (192, 256)
     assert card.details["frame_size"]["passed"] is True
+    # Re-verifiable later against the same weights, like any export.
+    assert verify_export(tmp_path / "content", "samedge_tiny", None).passed
     square = export_model(
         "samedge_tiny", None, tmp_path / "square", config=ExportConfig(progress=False)
     )
