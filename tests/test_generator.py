@@ -247,6 +247,11 @@ def test_samedge_tiny_agrees_with_sam_at_the_defaults(
     image = _scene(seed)
     ref = _reference(tiny_sam, image, points_per_side=8)
     ours = MaskGenerator(tiny_predictor, GeneratorConfig(points_per_side=8)).generate(image)
+    # samedge_tiny's scores stay under SAM's default thresholds (measured: no mask on any of
+    # 40 procedural scenes), so agreement here means both keep nothing: say so, so that a
+    # generator inventing masks the reference drops fails. The tests below keep masks.
+    assert ref == []
+    assert ours == []
     assert_same_masks(ours, ref)
 
 
