@@ -21,8 +21,13 @@ the frame; kept masks wait for NMS bit-packed. Empty masks are never returned
 
 SAM 2.1 and EdgeTAM model directories run too (through a
 :class:`~samedge.memory_predictor.MemoryPredictor`), with the semantics of
-``SAM2AutomaticMaskGenerator`` (whose parameters are SAM's; its default
-``pred_iou_thresh`` is 0.8, pass it explicitly to match).
+``SAM2AutomaticMaskGenerator``, whose parameters are SAM's.
+
+The two score thresholds default to the model's own
+(:attr:`samedge.models.ModelSpec.mask_thresholds`): SAM's 0.88 / 0.95,
+``SAM2AutomaticMaskGenerator``'s 0.8 / 0.95 for the SAM 2 family, and measured
+ones for samedge-tiny (0.6 / 0.6; 0.6 / 0.8 with memory), whose scores stay below
+SAM's on most images.
 
 Example:
     >>> from samedge import MaskGenerator, Predictor
@@ -38,7 +43,7 @@ import enum
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
@@ -142,9 +147,11 @@ class GeneratorConfig:
             (16 for SAM-size embeddings). Capped by a TensorRT engine's
             profile. Changes speed and memory, not the masks.
         pred_iou_thresh: Keep masks whose predicted IoU is above this, in
-            [0, 1]; 0 keeps all.
+            [0, 1]; 0 keeps all. ``None``: the model's
+            (:attr:`~samedge.models.ModelSpec.mask_thresholds`, SAM's 0.88 for
+            SAM-family models and for a model samedge does not know).
         stability_score_thresh: Keep masks whose stability score is at least
-            this, in [0, 1]; 0 keeps all.
+            this, in [0, 1]; 0 keeps all. ``None``: the model's (SAM's 0.95).
         stability_score_offset: How far above and below the mask threshold the
             stability score thresholds the logits (> 0).
         box_nms_thresh: Box IoU above which the lower-scored of two masks of
@@ -170,8 +177,8 @@ class GeneratorConfig:
 
     points_per_side: int | None = 32
     points_per_batch: int | None = None
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
     stability_score_offset: float = 1.0
     box_nms_thresh: float = 0.7
     crop_n_layers: int = 0
@@ -193,8 +200,9 @@ class GeneratorConfig:
             _check_int("points_per_side", self.points_per_side, 1)
         if self.points_per_batch is not None:
             _check_int("points_per_batch", self.points_per_batch, 1)
-        _check_fraction("pred_iou_thresh", self.pred_iou_thresh)
-        _check_fraction("stability_score_thresh", self.stability_score_thresh)
+        for name in ("pred_iou_thresh", "stability_score_thresh"):
+            if getattr(self, name) is not None:
+                _check_fraction(name, getattr(self, name))
         offset = self.stability_score_offset
         if (
             not isinstance(offset, (int, float))
@@ -254,6 +262,30 @@ class GeneratorConfig:
                     f"point_grids[{i}]: expected coordinates in [0, 1] (fractions of the "
                     "crop's width and height)"
                 )
+
+    def for_model(self, model: str | None) -> GeneratorConfig:
+        """This config with unset score thresholds filled in with ``model``'s.
+
+        ``model`` is a registry name (a model card's ``model``); an unknown name
+        or ``None`` gets SAM's thresholds.
+
+        Example:
+            >>> GeneratorConfig().for_model("samedge_tiny").pred_iou_thresh
+            0.5
+            >>> GeneratorConfig(pred_iou_thresh=0.7).for_model("mobile_sam").pred_iou_thresh
+            0.7
+        """
+        from samedge.models import MODELS, SAM_MASK_THRESHOLDS
+
+        spec = MODELS.get(model) if model else None
+        iou, stability = spec.mask_thresholds if spec else SAM_MASK_THRESHOLDS
+        return replace(
+            self,
+            pred_iou_thresh=iou if self.pred_iou_thresh is None else self.pred_iou_thresh,
+            stability_score_thresh=(
+                stability if self.stability_score_thresh is None else self.stability_score_thresh
+            ),
+        )
 
     def grids(self) -> list[np.ndarray]:
         """The ``(N, 2)`` point grid of each crop layer, in [0, 1]."""
@@ -382,7 +414,9 @@ class MaskGenerator:
             EdgeTAM: decoded without memory, as ``SAM2AutomaticMaskGenerator``
             does; see :mod:`samedge._image_prompter`); its current image is
             replaced by :meth:`generate`.
-        config: The generation parameters (SAM's defaults when ``None``).
+        config: The generation parameters (SAM's defaults when ``None``); score
+            thresholds left ``None`` become the model's
+            (:meth:`GeneratorConfig.for_model`), as :attr:`config` shows.
 
     Raises:
         InputError: ``config`` is not a GeneratorConfig, or ``predictor`` is
@@ -398,12 +432,14 @@ class MaskGenerator:
 
     def __init__(self, predictor: Any, config: GeneratorConfig | None = None) -> None:
         self.predictor = predictor
-        self.config = config if config is not None else GeneratorConfig()
-        if not isinstance(self.config, GeneratorConfig):
-            raise InputError(
-                f"config: got {type(self.config).__name__}, expected a GeneratorConfig"
-            )
+        config = config if config is not None else GeneratorConfig()
+        if not isinstance(config, GeneratorConfig):
+            raise InputError(f"config: got {type(config).__name__}, expected a GeneratorConfig")
         self._prompter: ImagePrompter = as_prompter(predictor)
+        self.config = config.for_model(getattr(self._prompter.card, "model", None))
+        # for_model left neither unset.
+        self._iou_thresh = float(self.config.pred_iou_thresh or 0.0)
+        self._stability_thresh = float(self.config.stability_score_thresh or 0.0)
         self._grids = self.config.grids()
 
     @property
@@ -508,12 +544,10 @@ class MaskGenerator:
         iou = scores.reshape(-1)
         low = low_res.reshape(-1, *low_res.shape[-2:])
         pts = np.repeat(points, k, axis=0)
-        keep = iou > cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0 else np.ones(len(iou), bool)
+        keep = iou > self._iou_thresh if self._iou_thresh > 0 else np.ones(len(iou), bool)
         if keep.any():
             # Exact: see _PEAK_MARGIN (only masks SAM would drop after upsampling).
-            cut = MASK_THRESHOLD + (
-                cfg.stability_score_offset if cfg.stability_score_thresh > 0 else 0
-            )
+            cut = MASK_THRESHOLD + (cfg.stability_score_offset if self._stability_thresh > 0 else 0)
             keep[keep] = low[keep].max(axis=(1, 2)) > cut - _PEAK_MARGIN
         iou, low, pts = iou[keep], low[keep], pts[keep]
         if not len(iou):
@@ -542,7 +576,7 @@ class MaskGenerator:
         for i in range(len(low)):
             logits = self._prompter.upscale(low[i : i + 1])[0]
             score = float(stability_score(logits, MASK_THRESHOLD, cfg.stability_score_offset))
-            if cfg.stability_score_thresh > 0 and not score >= cfg.stability_score_thresh:
+            if self._stability_thresh > 0 and not score >= self._stability_thresh:
                 continue
             mask = logits > MASK_THRESHOLD
             if not mask.any():  # an empty mask carries no segment

@@ -22,6 +22,7 @@ from samedge.graph_names import HQ_FEATURES
 
 __all__ = [
     "MODELS",
+    "SAM_MASK_THRESHOLDS",
     "SAM_PIXEL_MEAN",
     "SAM_PIXEL_STD",
     "ModelSpec",
@@ -35,6 +36,18 @@ __all__ = [
 SAM_PIXEL_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
 _SAM_MEAN, _SAM_STD = SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
+# SamAutomaticMaskGenerator's pred_iou_thresh / stability_score_thresh (tuned on
+# ViT-H). SAM2AutomaticMaskGenerator keeps masks above 0.8 predicted IoU instead.
+SAM_MASK_THRESHOLDS: tuple[float, float] = (0.88, 0.95)
+_SAM2_MASK_THRESHOLDS: tuple[float, float] = (0.8, 0.95)
+# samedge-tiny's IoU head and logits are softer than SAM's: at SAM's thresholds it
+# keeps no mask on most images (recall 0.025). The highest F1 against the procedural
+# scenes' ground truth, benchmarks/results/amd-epyc-2c/generator_thresholds_*.md
+# (`python benchmarks/generator_thresholds.py`): recall 0.575 / precision 0.691, and
+# 0.525 / 0.755 with memory (its decoder was trained on).
+_TINY_MASK_THRESHOLDS: tuple[float, float] = (0.6, 0.6)
+_TINY_TRACK_MASK_THRESHOLDS: tuple[float, float] = (0.6, 0.8)
 
 # SAM-HQ's decoder input beside SAM's five (see samedge.exporters.sam_hq): the
 # fused early-ViT + embedding features, [1, 32, 256, 256] for a 64x64 embedding.
@@ -66,6 +79,10 @@ class ModelSpec:
         family: ``"sam"`` (encoder + decoder, re-prompt tracking) or ``"sam2"``
             (SAM 2.1 / EdgeTAM: four graphs and a memory bank, see
             :mod:`samedge.memory_model`).
+        mask_thresholds: ``(pred_iou_thresh, stability_score_thresh)`` that
+            :class:`~samedge.MaskGenerator` keeps masks above when its config
+            leaves them unset: the model family's own automatic generator's
+            (SAM 0.88 / 0.95, SAM 2 0.8 / 0.95), or measured for models trained here.
     """
 
     name: str
@@ -79,6 +96,7 @@ class ModelSpec:
     extra_features: tuple[tuple[str, tuple[int, int, int]], ...] = ()
     mask_upsample_size: int | None = None
     family: str = "sam"
+    mask_thresholds: tuple[float, float] = SAM_MASK_THRESHOLDS
 
     def __post_init__(self) -> None:
         if self.image_size <= 0:
@@ -93,6 +111,10 @@ class ModelSpec:
             )
         if self.family not in ("sam", "sam2"):
             raise InputError(f"family: got {self.family!r}, expected 'sam' or 'sam2'")
+        if len(self.mask_thresholds) != 2 or not all(0.0 <= t <= 1.0 for t in self.mask_thresholds):
+            raise InputError(
+                f"mask_thresholds: got {self.mask_thresholds}, expected two numbers in [0, 1]"
+            )
         if ":" not in self.builder:
             raise InputError(f"builder: got {self.builder!r}, expected 'module:function'")
         if self.mask_upsample_size is not None and self.mask_upsample_size <= 0:
@@ -208,6 +230,7 @@ MODELS: dict[str, ModelSpec] = {
                 embedding_shape=(256, 64, 64),
                 builder=f"samedge.exporters._sam2_build:build_{name.replace('.', '_')}",
                 family="sam2",
+                mask_thresholds=_SAM2_MASK_THRESHOLDS,
             )
             for name, description in (
                 ("sam2.1_hiera_tiny", "SAM 2.1 Hiera-T (Meta, 39M parameters, video memory)"),
@@ -225,6 +248,7 @@ MODELS: dict[str, ModelSpec] = {
             pixel_std=_SAM_STD,
             embedding_shape=(128, 16, 16),
             builder="samedge.exporters.tiny_model:build_samedge_tiny",
+            mask_thresholds=_TINY_MASK_THRESHOLDS,
         ),
         ModelSpec(
             name="samedge_tiny_track",
@@ -238,6 +262,7 @@ MODELS: dict[str, ModelSpec] = {
             embedding_shape=(128, 16, 16),
             builder="samedge.exporters.tiny_track_model:build_samedge_tiny_track",
             family="sam2",
+            mask_thresholds=_TINY_TRACK_MASK_THRESHOLDS,
         ),
     )
 }

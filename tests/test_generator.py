@@ -20,6 +20,7 @@ TINY_CHECKPOINT = ROOT / "training" / "samedge_tiny.pt"
 # samedge_tiny's own scores stay below SAM's defaults (0.88 predicted IoU, 0.95
 # stability) on most scenes: these keep a handful of masks per scene.
 TINY_RELAXED: dict[str, Any] = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.6}
+SAM_THRESHOLDS: dict[str, Any] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
 
 
 def _scene(seed: int, size: tuple[int, int] = (240, 320)) -> np.ndarray:
@@ -241,12 +242,14 @@ def _reference(sam: Any, image: np.ndarray, **kwargs: Any) -> list[dict[str, Any
 
 
 @pytest.mark.parametrize("seed", [0, 7])
-def test_samedge_tiny_agrees_with_sam_at_the_defaults(
+def test_samedge_tiny_agrees_with_sam_at_sams_thresholds(
     tiny_sam: Any, tiny_predictor: Predictor, seed: int
 ) -> None:
     image = _scene(seed)
     ref = _reference(tiny_sam, image, points_per_side=8)
-    ours = MaskGenerator(tiny_predictor, GeneratorConfig(points_per_side=8)).generate(image)
+    ours = MaskGenerator(
+        tiny_predictor, GeneratorConfig(points_per_side=8, **SAM_THRESHOLDS)
+    ).generate(image)
     # samedge_tiny's scores stay under SAM's default thresholds (measured: no mask on any of
     # 40 procedural scenes), so agreement here means both keep nothing: say so, so that a
     # generator inventing masks the reference drops fails. The tests below keep masks.
@@ -307,6 +310,51 @@ def test_random_mobile_sam_agrees_with_sam(mobile_sam_dir: Any) -> None:
         ours = MaskGenerator(predictor, GeneratorConfig(**params)).generate(image)
     assert len(ref) >= 10
     assert_same_masks(ours, ref)
+
+
+def test_thresholds_default_to_the_models_own() -> None:
+    from types import SimpleNamespace
+
+    from samedge.models import SAM_MASK_THRESHOLDS, get_model_spec
+
+    def fake(model: str | None) -> Any:
+        card = SimpleNamespace(embedding_shape=(128, 16, 16), model=model)
+        return SimpleNamespace(
+            backend_name="onnxruntime", card=card, max_objects_per_call=None, predict_low_res=print
+        )
+
+    def thresholds(generator: MaskGenerator) -> tuple[float | None, float | None]:
+        return generator.config.pred_iou_thresh, generator.config.stability_score_thresh
+
+    assert thresholds(MaskGenerator(fake("mobile_sam"))) == SAM_MASK_THRESHOLDS == (0.88, 0.95)
+    assert thresholds(MaskGenerator(fake("sam2.1_hiera_tiny"))) == (0.8, 0.95)  # SAM 2's own
+    tiny = get_model_spec("samedge_tiny").mask_thresholds
+    assert thresholds(MaskGenerator(fake("samedge_tiny"))) == tiny
+    assert tiny[0] < 0.88
+    assert tiny[1] < 0.95
+    # A model samedge does not know, or no card: SAM's.
+    assert thresholds(MaskGenerator(fake("my_finetune"))) == SAM_MASK_THRESHOLDS
+    assert thresholds(MaskGenerator(fake(None))) == SAM_MASK_THRESHOLDS
+    # What the caller sets wins, each threshold on its own.
+    one = GeneratorConfig(pred_iou_thresh=0.3)
+    assert thresholds(MaskGenerator(fake("samedge_tiny"), one)) == (0.3, tiny[1])
+    assert GeneratorConfig(stability_score_thresh=0.0).for_model("mobile_sam") == GeneratorConfig(
+        pred_iou_thresh=0.88, stability_score_thresh=0.0
+    )
+
+
+def test_samedge_tiny_keeps_masks_at_its_defaults(tiny_predictor: Predictor) -> None:
+    from samedge.models import get_model_spec
+
+    iou, stability = get_model_spec("samedge_tiny").mask_thresholds
+    explicit = GeneratorConfig(
+        points_per_side=8, pred_iou_thresh=iou, stability_score_thresh=stability
+    )
+    for seed in (0, 7):
+        image = _scene(seed)
+        ours = MaskGenerator(tiny_predictor, GeneratorConfig(points_per_side=8)).generate(image)
+        assert len(ours) >= 3, "samedge_tiny's own thresholds keep the scene's objects"
+        assert_same_masks(ours, MaskGenerator(tiny_predictor, explicit).generate(image))
 
 
 def test_default_chunk_follows_the_backend_and_the_memory_budget() -> None:

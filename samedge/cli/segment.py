@@ -17,9 +17,11 @@ DESCRIPTION = (
     "(COCO: images, annotations with compressed RLE, area, bbox, predicted IoU, stability "
     "score) and OUT/<image>.png with the masks drawn over the image. An image that cannot "
     "be decoded is skipped with a warning and counted. Any exported model works, SAM 2.1 and "
-    "EdgeTAM included (decoded without memory). samedge_tiny scores below SAM's "
-    "default thresholds on most images: try --pred-iou-thresh 0.5 --stability-score-thresh 0.6."
+    "EdgeTAM included (decoded without memory). The two score thresholds default to the "
+    "model's own (see --pred-iou-thresh)."
 )
+
+_MODELS_OWN = "the model's: SAM {sam}, SAM 2 {sam2}, samedge_tiny {tiny}"
 
 # GeneratorConfig fields with a flag of their own (same name, kebab-case).
 _GENERATOR_FLAGS: dict[str, tuple[type, str]] = {
@@ -35,6 +37,21 @@ _GENERATOR_FLAGS: dict[str, tuple[type, str]] = {
     "crop_n_points_downscale_factor": (int, "points per side shrink by this per layer"),
     "min_mask_region_area": (int, "fill holes / drop islands smaller than this (pixels)"),
 }
+
+
+_THRESHOLDS = ("pred_iou_thresh", "stability_score_thresh")
+
+
+def _models_own(i: int) -> str:
+    """The default of threshold ``i`` per model kind, for --help."""
+    from samedge.models import get_model_spec
+
+    def at(name: str) -> str:
+        return f"{get_model_spec(name).mask_thresholds[i]:g}"
+
+    return _MODELS_OWN.format(
+        sam=at("sam_vit_b"), sam2=at("sam2.1_hiera_tiny"), tiny=at("samedge_tiny")
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         value = default(GeneratorConfig, name)
         shown = f"{value:.4g}" if isinstance(value, float) else value
         suffix = "" if value is None else f" (default {shown})"
+        if name in _THRESHOLDS:
+            suffix = f" (default {_models_own(_THRESHOLDS.index(name))})"
         g.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text}{suffix}")
 
 
@@ -130,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
     if not report.masks:
         print(
             "  no mask passed the thresholds; lower --pred-iou-thresh / "
-            "--stability-score-thresh (samedge_tiny: try 0.5 / 0.6)"
+            "--stability-score-thresh (see --help for the model's defaults)"
         )
     return 0

@@ -571,8 +571,8 @@ class StreamService:
 
         Args:
             config: Grid and thresholds; ``None`` for :class:`GeneratorConfig`'s
-                defaults. Masks come back as uncompressed COCO RLE (``rle``), as
-                the objects' masks do.
+                defaults (score thresholds left unset are the model's own). Masks
+                come back as uncompressed COCO RLE (``rle``), as the objects' masks do.
             frame: Also return the frame the masks belong to, as a base64 JPEG
                 (``jpeg``), so a client can draw them on it (the stream moves on).
 
