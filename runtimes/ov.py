@@ -189,6 +189,41 @@ def _device_from_request(device: str | None) -> str | None:
     return name if request.index is None else f"{name}.{request.index}"
 
 
+# x86 flags of an int8 dot-product unit that sums 8-bit weights' products in 32 bits.
+_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def _warn_saturating_int8(path: Path, metadata: Mapping[str, str]) -> None:
+    """Warn once per graph when an INT8 build with 8-bit weights runs on a CPU without VNNI.
+
+    There OpenVINO's int8 kernels sum pairs of u8×s8 products in 16 bits
+    (``vpmaddubsw``), which saturates with 8-bit weights: masks go wrong without
+    an error. samedge builds 7-bit weights unless ``--int8-full-range``; builds
+    from before that option (no ``int8_full_range`` in their calibration) had 8.
+    """
+    try:
+        calibration = json.loads(metadata.get("samedge.calibration", "null"))
+    except ValueError:
+        return
+    if not isinstance(calibration, dict) or not calibration.get("int8_full_range", True):
+        return
+    cpu = cpu_info()
+    if cpu.arch.lower() not in ("x86_64", "amd64") or str(path) in _WARNED_INT8:
+        return
+    if any(f in cpu.flags for f in _INT8_DOT_FLAGS):
+        return
+    _WARNED_INT8.add(str(path))
+    log.warning(
+        "%s is an INT8 build with 8-bit weights, and this CPU has no VNNI/AMX: OpenVINO's int8 "
+        "kernels can saturate on it and give wrong masks. Rebuild it here without "
+        "--int8-full-range (samedge build SRC --precision int8), or use the fp32 directory",
+        path,
+    )
+
+
+_WARNED_INT8: set[str] = set()
+
+
 @functools.lru_cache(maxsize=1)
 def _shared_core() -> Any:
     """One ``ov.Core`` for the whole process.
@@ -355,6 +390,8 @@ class OpenVinoBackend(Backend):
         self._request = self._compiled.create_infer_request()
         self._execution_device = self._read_execution_device()
         self._precision = "int8" if summary.quantized else self._read_precision()
+        if summary.quantized and self._execution_device.upper().startswith("CPU"):
+            _warn_saturating_int8(self.model_path, summary.metadata)
         log.debug(
             "openvino compiled %s for %s (%s)",
             self.model_path.name,

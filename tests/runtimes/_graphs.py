@@ -120,7 +120,7 @@ def broadcast_mismatch(path: Path) -> Path:
     return _save(graph, path)
 
 
-def qdq(path: Path) -> Path:
+def qdq(path: Path, metadata: Mapping[str, str] | None = None) -> Path:
     """``y = DequantizeLinear(QuantizeLinear(x))`` with scale 0.5: an int8 Q/DQ graph."""
     graph = helper.make_graph(
         [
@@ -135,7 +135,7 @@ def qdq(path: Path) -> Path:
             numpy_helper.from_array(np.array(0, np.int8), "zero"),
         ],
     )
-    return _save(graph, path)
+    return _save(graph, path, metadata)
 
 
 def contract_model_dir(

@@ -115,6 +115,44 @@ def test_qdq_graph_reports_int8(tmp_path: Path) -> None:
 
 
 @pytest.mark.openvino
+@pytest.mark.parametrize(
+    ("calibration", "flags", "arch", "warned"),
+    [
+        ({"int8_full_range": True}, {"avx2"}, "x86_64", True),
+        ({}, {"avx2", "avx512f"}, "x86_64", True),  # built before 7-bit weights: 8 bits
+        ({"int8_full_range": False}, {"avx2"}, "x86_64", False),
+        ({"int8_full_range": True}, {"avx2", "avx512_vnni"}, "x86_64", False),
+        ({"int8_full_range": True}, {"avx2", "avx_vnni"}, "x86_64", False),
+        ({"int8_full_range": True}, {"asimd"}, "aarch64", False),
+        (None, {"avx2"}, "x86_64", False),  # not a samedge build: nothing to say
+    ],
+)
+def test_8bit_weights_on_a_cpu_without_vnni_warn_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    calibration: dict[str, bool] | None,
+    flags: set[str],
+    arch: str,
+    warned: bool,
+) -> None:
+    import json
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(vendor="AuthenticAMD", model="EPYC", arch=arch, cores=2, flags=flags)
+    monkeypatch.setattr(ov_module, "cpu_info", lambda: fake)
+    metadata = {} if calibration is None else {"samedge.calibration": json.dumps(calibration)}
+    path = qdq(tmp_path / "q.onnx", metadata)
+    for _ in range(2):
+        OpenVinoBackend(path).infer({"x": np.zeros((1, 4), np.float32)})
+    messages = [r.getMessage() for r in caplog.records if "8-bit weights" in r.getMessage()]
+    assert len(messages) == (1 if warned else 0)
+    if warned:
+        assert "--int8-full-range" in messages[0]
+        assert str(path) in messages[0]
+
+
+@pytest.mark.openvino
 def test_symbolic_dim_names_survive(tmp_path: Path) -> None:
     backend = OpenVinoBackend(two_in_two_out(tmp_path / "t.onnx"))
     assert [s.shape for s in backend.inputs] == [("B", "N", 2), ("B", "N")]
