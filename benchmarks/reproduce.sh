@@ -13,6 +13,9 @@
 # a streamed frame, exact vs fast paths: results/<machine>/prepost.md),
 # frame_size (MobileSAM's encoder on 640x480 / 1280x720 content vs the padded
 # square, speed and mask agreement: results/<machine>/frame_size.md),
+# profile (where the encoders' time goes on OpenVINO, per op type and kernel
+# precision, fp32 vs int8 and the OpenVINO notebook's INT8, also under the VNNI cap:
+# results/<machine>/profile_encoder_*.md; needs the mobile_sam and sam_vit_b steps' builds),
 # video (memory tracking per frame and per graph with 1/3/8 objects beside Meta's
 # PyTorch SAM2VideoPredictor, edgetam and sam2.1_hiera_tiny: bench_video_*.md;
 # opt-in, about 40 minutes here: `bash benchmarks/reproduce.sh video`),
@@ -40,11 +43,12 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder prepost frame_size)
+[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder prepost frame_size profile)
 
 machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench import machine_name; print(machine_name())')}"
 results="benchmarks/results/$machine"
-work="${XDG_CACHE_HOME:-$HOME/.cache}/samedge/bench/profile"
+bench_work="${XDG_CACHE_HOME:-$HOME/.cache}/samedge/bench"
+work="$bench_work/profile"
 common=(--points 1 --objects 1,4,16 --peak-size 2048 --isa-cap --machine "$machine" --output "$results")
 [ -n "${SAMEDGE_BENCH_NOTE:-}" ] && common+=(--note "$SAMEDGE_BENCH_NOTE")
 
@@ -62,11 +66,16 @@ for step in "${steps[@]}"; do
             python benchmarks/peers.py add "$results/bench_mobile_sam.json"
             ;;
         sam_vit_b)
-            # fp32 only: its INT8 calibration peaks at 16.5 GB of memory here
-            # (benchmarks/results/amd-epyc-2c/calibration_builds_sam_vit_b.md);
-            # `--builds int8 --build-arg=--no-attention-int8` adds it where memory allows.
+            # Its INT8 build (attention MatMuls int8, as `samedge build` does by default;
+            # 8 calibration frames for time) peaked at 9.8 GiB of memory and took 7 minutes
+            # here on 2026-12-03: only on machines with 14 GiB or more, fp32 alone elsewhere.
+            int8=()
+            mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+            if [ "${mem_kib:-0}" -ge $((14 * 1024 * 1024)) ]; then
+                int8=(--builds int8 --build-arg=--frames=8 --build-arg=--heldout=2)
+            fi
             samedge bench sam_vit_b --parts encoder,decoder --runs 3 --warmup 1 \
-                --accuracy-frames 1 --name bench_sam_vit_b_peers "${common[@]}"
+                --accuracy-frames 1 --name bench_sam_vit_b_peers "${int8[@]}" "${common[@]}"
             python benchmarks/peers.py add "$results/bench_sam_vit_b_peers.json"
             ;;
         eval)
@@ -98,6 +107,24 @@ for step in "${steps[@]}"; do
                 "$work/mobile_sam-square:$work/mobile_sam-1280x720" \
                 --output "$results/frame_size.json"
             ;;
+        profile)
+            # The cap only means something on a CPU above it (AMX or AVX-512 bf16).
+            cap=(); grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && cap=(--isa-cap AVX512_CORE_VNNI)
+            for model in mobile_sam sam_vit_b; do
+                dirs=()
+                for p in fp32 int8; do
+                    [ -f "$bench_work/$model-seed0/$p/samedge.json" ] && dirs+=("$bench_work/$model-seed0/$p")
+                done
+                [ ${#dirs[@]} -eq 0 ] && { echo "reproduce: profile: no $model build in $bench_work; run its step first" >&2; continue; }
+                # The OpenVINO notebook recipe's NNCF INT8 (its IR, made by the peers' run)
+                # beside samedge's: which kernels each runs, where the time differs.
+                for xml in "$bench_work"/peers/peers/openvino-notebook/"$model"-*/encoder_int8.xml; do
+                    [ -f "$xml" ] && dirs+=("$xml")
+                done
+                python benchmarks/profile_encoder.py "${dirs[@]}" --hint default,f32 "${cap[@]}" \
+                    --runs 3 --output "$results/profile_encoder_$model.md"
+            done
+            ;;
         video)
             # SAM 2.1-T's frames are slow here (seconds each): 2 timed frames right after the
             # prompted one; EdgeTAM's bank fills over its 3 warm-up frames first.
@@ -109,7 +136,7 @@ for step in "${steps[@]}"; do
             python benchmarks/video_peer.py "$results/bench_video_sam2.1_hiera_tiny.json" --frames 2
             ;;
         *)
-            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, prepost, frame_size or video" >&2
+            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, prepost, frame_size, profile or video" >&2
             exit 2
             ;;
     esac

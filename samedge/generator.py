@@ -271,7 +271,7 @@ class GeneratorConfig:
 
         Example:
             >>> GeneratorConfig().for_model("samedge_tiny").pred_iou_thresh
-            0.5
+            0.6
             >>> GeneratorConfig(pred_iou_thresh=0.7).for_model("mobile_sam").pred_iou_thresh
             0.7
         """
@@ -414,7 +414,7 @@ class MaskGenerator:
             EdgeTAM: decoded without memory, as ``SAM2AutomaticMaskGenerator``
             does; see :mod:`samedge._image_prompter`); its current image is
             replaced by :meth:`generate`.
-        config: The generation parameters (SAM's defaults when ``None``); score
+        config: The generation parameters (the defaults when ``None``); score
             thresholds left ``None`` become the model's
             (:meth:`GeneratorConfig.for_model`), as :attr:`config` shows.
 

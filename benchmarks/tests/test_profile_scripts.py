@@ -1,0 +1,75 @@
+"""The profiling scripts: encoder per-precision profile and the generator threshold sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from generator_thresholds import Row, _iou, best
+from generator_thresholds import markdown as thresholds_markdown
+from profile_encoder import is_gemm, kernel_precision, markdown, profile
+
+TINY = Path(__file__).resolve().parents[2] / "samedge" / "assets" / "samedge_tiny"
+
+
+@pytest.mark.parametrize(
+    ("exec_type", "precision"),
+    [
+        ("brgemm_avx512_amx_I8", "int8"),
+        ("jit_avx512_U8", "int8"),
+        ("brgconv_avx512_dw_bf16", "bf16"),
+        ("brgemm_avx2_FP32", "fp32"),
+        ("ref_any_f32", "fp32"),
+        ("unknown_I32", "int32"),
+        ("undef", "undef"),
+    ],
+)
+def test_kernel_precision_reads_the_exec_type_tail(exec_type: str, precision: str) -> None:
+    assert kernel_precision(exec_type) == precision
+
+
+def test_gemm_class_covers_quantized_forms_but_not_fused_subgraphs() -> None:
+    assert is_gemm("FullyConnectedQuantizedLegacy")
+    assert is_gemm("ConvolutionBackpropData")
+    assert is_gemm("GroupConvolution")
+    assert not is_gemm("Subgraph")
+    assert not is_gemm("Transpose")
+
+
+@pytest.mark.openvino
+def test_profile_of_the_shipped_encoder_adds_up() -> None:
+    pytest.importorskip("openvino")
+    p = profile(TINY, "f32", threads=1, runs=1, isa=None)
+    assert p.wall_ms > 0
+    assert p.gflop is not None
+    assert p.gflop > 0
+    assert p.counted_ms == pytest.approx(sum(p.by_type.values()))
+    assert p.counted_ms == pytest.approx(sum(p.by_precision.values()))
+    # A float graph under an f32 hint: every executed kernel is fp32, none int8.
+    assert all(k.endswith(("fp32", "int32")) for k in p.by_precision), p.by_precision
+    assert p.gemm_ms > 0
+    assert sum(p.gemm_nodes.values()) > 0
+    assert p.float_gemms == []  # listed only for quantized graphs
+    text = markdown([p], "cmd", ["header"])
+    assert "| fp32 samedge_tiny | f32 |" in text
+
+
+def test_threshold_sweep_scores_and_choice() -> None:
+    a = np.zeros((2, 16), bool)
+    a[0, :8] = True
+    a[1, 4:12] = True
+    b = np.zeros((1, 16), bool)
+    b[0, :8] = True
+    np.testing.assert_allclose(_iou(a, b), [[1.0], [4 / 12]])
+    rows = [
+        Row(0.88, 0.95, recall=0.1, precision=1.0, masks_per_image=1),
+        Row(0.6, 0.6, recall=0.6, precision=0.7, masks_per_image=8),
+        Row(0.5, 0.6, recall=0.7, precision=0.5, masks_per_image=12),
+    ]
+    assert best(rows) is rows[1]
+    # Equal F1: the stricter pair.
+    tie = [Row(0.5, 0.6, 0.6, 0.7, 8), Row(0.6, 0.6, 0.7, 0.6, 8)]
+    assert best(tie) is tie[1]
+    text = thresholds_markdown("m", rows, "cmd", 4)
+    assert "| 0.6 | 0.6 **(chosen)** |" in text
