@@ -444,6 +444,11 @@ def _decoder_per_object(report: BenchReport, model: str) -> list[GoalResult]:
             f"{backend} {precision}: B={many} {_ms(lots.timing.median_ms)} ms / {many} / "
             f"B=1 {_ms(one.timing.median_ms)} ms = {ratio:.2f}×"
         )
+        if lots.gflops and one.gflops:
+            # What the graph's FLOPs allow at an equal rate: below it only when the
+            # bigger call runs faster per FLOP (or the per-object FLOPs shrink).
+            floor = lots.gflops / many / one.gflops
+            numbers += f" (FLOPs per object at B={many} / B=1: {floor:.2f}×)"
         verdict = Verdict.MET if ratio <= target else Verdict.MISSED
         out.append(GoalResult(goal, model, verdict, numbers, ratio, target))
     return out

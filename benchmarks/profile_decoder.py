@@ -74,12 +74,23 @@ def _feeds(batch: int, embedding_shape: tuple[int, ...], image_size: int) -> dic
 
 def _export_variants(model: str, work: Path) -> dict[str, str]:
     """Random-weight exports of ``model`` with SAM's own and with the batched decoder."""
+    from samedge.errors import ModelDirError
     from samedge.exporters.export import ExportConfig, export_model
+    from samedge.exporters.graphs import exported_with
+    from samedge.model_dir import read_model_dir
+
+    def current(out: Path) -> bool:
+        # Made by these exporters (a change of the decoder's code is another graph).
+        try:
+            made_by = dict(read_model_dir(out).details.get("exported_with") or {})
+        except ModelDirError:
+            return False
+        return made_by.get("exporters_sha256") == exported_with()["exporters_sha256"]
 
     paths = {}
     for name, batched in (("upstream", False), ("batched", True)):
         out = work / f"{model}-decoder-{name}"
-        if not (out / "decoder.onnx").is_file():
+        if not current(out):
             export_model(
                 model,
                 None,

@@ -14,7 +14,7 @@
 # frame_size (MobileSAM's encoder on 640x480 / 1280x720 content vs the padded
 # square, speed and mask agreement: results/<machine>/frame_size.md),
 # profile (where the encoders' time goes on OpenVINO, per op type and kernel
-# precision, fp32 vs int8 and the OpenVINO notebook's INT8, also under the VNNI cap:
+# precision, fp32 vs int8 and the OpenVINO notebook's encoder and INT8, also under the VNNI cap:
 # results/<machine>/profile_encoder_*.md; needs the mobile_sam and sam_vit_b steps' builds),
 # video (memory tracking per frame and per graph with 1/3/8 objects beside Meta's
 # PyTorch SAM2VideoPredictor, edgetam and sam2.1_hiera_tiny: bench_video_*.md;
@@ -30,10 +30,12 @@
 # environment (`python benchmarks/peers.py setup-samexporter`; without it
 # that peer is reported as left out and the others still run).
 #
-# Time on the 2-core AMD EPYC of benchmarks/results/amd-epyc-2c (2026-12-01,
-# exports and the samexporter venv already made): samedge_tiny 6 minutes,
-# mobile_sam 20, sam_vit_b 33 (its PyTorch encoder takes 15-30 s a run there);
-# a first run adds the random-weight exports (a few minutes). Other processes on the machine add
+# Time on the 2-core AMD EPYC of benchmarks/results/amd-epyc-2c (2026-12-03, the
+# samexporter venv already made): mobile_sam 13 minutes and sam_vit_b 34 (both with a fresh
+# random-weight export and their builds, made again whenever the exporters' code changed;
+# the sam_vit_b INT8 build is 5 of them, its PyTorch encoder takes 13-30 s a run there),
+# decoder 2, prepost 3, profile 5; samedge_tiny, eval and frame_size a few minutes each.
+# Other processes on the machine add
 # noise to the latencies; the peer ratios are measured in the same run, so
 # they hold better than absolute times.
 #
@@ -116,9 +118,10 @@ for step in "${steps[@]}"; do
                     [ -f "$bench_work/$model-seed0/$p/samedge.json" ] && dirs+=("$bench_work/$model-seed0/$p")
                 done
                 [ ${#dirs[@]} -eq 0 ] && { echo "reproduce: profile: no $model build in $bench_work; run its step first" >&2; continue; }
-                # The OpenVINO notebook recipe's NNCF INT8 (its IR, made by the peers' run)
-                # beside samedge's: which kernels each runs, where the time differs.
-                for xml in "$bench_work"/peers/peers/openvino-notebook/"$model"-*/encoder_int8.xml; do
+                # The OpenVINO notebook recipe's IRs (its converted encoder and its NNCF INT8,
+                # made by the peers' run) beside samedge's: which kernels each runs, where the
+                # time differs, timed in one process.
+                for xml in "$bench_work"/peers/peers/openvino-notebook/"$model"-*/encoder{,_int8}.xml; do
                     [ -f "$xml" ] && dirs+=("$xml")
                 done
                 python benchmarks/profile_encoder.py "${dirs[@]}" --hint default,f32 "${cap[@]}" \

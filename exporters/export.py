@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
@@ -48,7 +47,7 @@ from samedge.exporters.frame_size import (
     encoder_box,
     measure_agreement,
 )
-from samedge.exporters.graphs import check_graph, finish_onnx, trace_to_onnx
+from samedge.exporters.graphs import check_graph, exported_with, finish_onnx, trace_to_onnx
 from samedge.exporters.parity import (
     ParityReport,
     References,
@@ -729,7 +728,7 @@ def export_model(
             details: dict[str, Any] = {
                 "parity": parity.to_dict() if parity is not None else None,
                 "random_weights_seed": config.seed if checkpoint is None else None,
-                "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__},
+                "exported_with": exported_with(),
             }
             if agreement is not None:
                 details["frame_size"] = agreement.to_dict()

@@ -26,6 +26,7 @@ Choices made for TensorRT and OpenVINO (both must build these graphs later):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import shutil
 import warnings
@@ -44,11 +45,30 @@ __all__ = [
     "PORTABLE_OPS",
     "check_graph",
     "check_ops",
+    "exported_with",
     "finish_onnx",
     "trace_to_onnx",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def exported_with() -> dict[str, str]:
+    """What made an export: torch, onnx, and a SHA-256 of the exporters' own source.
+
+    The source hash is what a cache of exports compares (``samedge bench``
+    re-exports its random-weight models when it differs): the same
+    checkpoint exported by changed exporter code is a different graph.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "exporters_sha256": digest.hexdigest(),
+    }
+
 
 # Protobuf cannot serialise a message over 2 GiB; beyond ~1.8 GiB of weights
 # (SAM ViT-H's encoder is 2.5 GB) the weights go to one ``<name>.data`` file.

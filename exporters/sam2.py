@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +50,7 @@ from samedge.exporters._sam2_graphs import (
     Sam2MemoryAttentionGraph,
     Sam2MemoryEncoderGraph,
 )
-from samedge.exporters.graphs import check_graph, finish_onnx, trace_to_onnx
+from samedge.exporters.graphs import check_graph, exported_with, finish_onnx, trace_to_onnx
 from samedge.graph_names import (
     HAS_MASK_INPUT,
     IMAGE,
@@ -584,7 +583,7 @@ def export_sam2_model(
                 details={
                     "parity": report.to_dict() if report is not None else None,
                     "random_weights_seed": config.seed if checkpoint is None else None,
-                    "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__},
+                    "exported_with": exported_with(),
                 },
             )
             write_model_card(stage, card)

@@ -36,8 +36,8 @@ def _rows(*, pytorch=100.0, samexporter=50.0, notebook=20.0, capped=12.0, capped
         _row(part="predictor", objects=1, ms=12.0),
         _row(precision="fp32", ms=30.0, accuracy=GOOD, fraction_of_peak=0.9),
         _row(backend="onnxruntime", precision="fp32", ms=40.0, accuracy=GOOD),
-        _row(part="decoder", objects=1, ms=2.0),
-        _row(part="decoder", objects=16, ms=b16),
+        _row(part="decoder", objects=1, ms=2.0, gflops=2.75),
+        _row(part="decoder", objects=16, ms=b16, gflops=32.0),
         _row(part="decoder", precision="fp32", objects=1, ms=1.0),  # another configuration
         _row(part="decoder", precision="fp32", objects=16, ms=100.0),
         _row(part="decoder", backend="onnxruntime", precision="fp32", objects=1, ms=1.0),
@@ -203,6 +203,9 @@ def test_issue_18_goals_notebook_int8_and_decoder_per_object():
     ov = goals[("decoder per object at 16 objects ≤ 0.7× one object's, openvino", "mobile_sam")]
     assert ov.verdict is Verdict.MET
     assert ov.value == pytest.approx(6.0 / 16 / 2.0)
+    # Where the rows carry FLOPs, the FLOP-proportional ratio is beside it: 32 / 16 / 2.75.
+    assert "(FLOPs per object at B=16 / B=1: 0.73×)" in ov.numbers
+    assert "FLOPs" not in ort.numbers
 
 
 def test_int8_goal_on_amx_is_against_bf16_and_a_failing_build_does_not_count():

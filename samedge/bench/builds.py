@@ -197,16 +197,20 @@ def make_builds(
             model.precision,
         )
         return []
-    source_sha = sha256_file(model.directory / read_model_dir(model.directory).encoder)
+    card = read_model_dir(model.directory)
+    source_sha = sha256_file(model.directory / card.encoder)
+    # The build carries the source's decoder along: a re-exported decoder
+    # (same encoder) must not reuse a build made with the old one.
+    decoder_sha = sha256_file(model.directory / card.decoder)
     results = []
     for precision in precisions:
         out = build_dir(model, precision, work_dir, source_sha)
         result = BuildResult(model.name, precision, model.directory, out, args)
-        if _is_finished(out, precision, source_sha, args):
+        if _is_finished(out, precision, source_sha, decoder_sha, args):
             log.info("bench: reusing %s (%s)", out, result.command)
             results.append(replace(result, reused=True))
             continue
-        results.append(_build(result, source_sha, timeout_s))
+        results.append(_build(result, source_sha, decoder_sha, timeout_s))
     return results
 
 
@@ -216,7 +220,9 @@ def _read_json(path: Path) -> Any:
     return None
 
 
-def _is_finished(out: Path, precision: str, source_sha: str, build_args: tuple[str, ...]) -> bool:
+def _is_finished(
+    out: Path, precision: str, source_sha: str, decoder_sha: str, build_args: tuple[str, ...]
+) -> bool:
     """Whether ``out`` holds a passing ``precision`` build of this source made with these args."""
     from samedge.model_dir import read_model_dir
 
@@ -235,6 +241,7 @@ def _is_finished(out: Path, precision: str, source_sha: str, build_args: tuple[s
         and report.calibration.source_encoder_sha256 == source_sha
         # The build's own report says what and from what; bench's record adds how.
         and record.get("build_args") == list(build_args)
+        and record.get("source_decoder_sha256") == decoder_sha
     )
 
 
@@ -252,7 +259,9 @@ def _read_report(path: Path) -> BuildReport | None:
         return None
 
 
-def _build(result: BuildResult, source_sha: str, timeout_s: float | None) -> BuildResult:
+def _build(
+    result: BuildResult, source_sha: str, decoder_sha: str, timeout_s: float | None
+) -> BuildResult:
     """Run ``samedge build`` for ``result`` and return it with the time and any error."""
     from samedge.calibration.build import failed_report_path
 
@@ -290,6 +299,7 @@ def _build(result: BuildResult, source_sha: str, timeout_s: float | None) -> Bui
             "precision": result.precision,
             "source": str(result.source),
             "source_encoder_sha256": source_sha,
+            "source_decoder_sha256": decoder_sha,
             "build_args": list(result.build_args),
             "command": result.command,
         }

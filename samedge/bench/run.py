@@ -295,15 +295,23 @@ def _random_export(name: str, work: Path, seed: int) -> tuple[Path, Path]:
         ) from e
     from samedge.bench.checkpoints import random_checkpoint
     from samedge.exporters import ExportConfig, export_model
+    from samedge.exporters.graphs import exported_with
 
     checkpoint = random_checkpoint(name, work, seed)
+    # Reused only when made from this checkpoint by these exporters: changed
+    # exporter code makes a different graph of the same weights.
+    exporters = exported_with()["exporters_sha256"]
     if (out / "samedge.json").is_file():
         try:
-            if read_model_dir(out).checkpoint_sha256 == sha256_file(checkpoint):
+            card = read_model_dir(out)
+        except ModelDirError:
+            card = None
+        made_by = dict((card.details if card else {}).get("exported_with") or {})
+        if card is not None and card.checkpoint_sha256 == sha256_file(checkpoint):
+            if made_by.get("exporters_sha256") == exporters:
                 log.info("bench: reusing %s (exported from %s)", out, checkpoint)
                 return out, checkpoint
-        except ModelDirError:
-            pass
+            log.info("bench: %s was exported by other exporter code; exporting again", out)
     log.info("bench: exporting %s with random weights (seed %d) into %s", name, seed, out)
     export_model(name, checkpoint, out, config=ExportConfig(progress=False, seed=seed), force=True)
     return out, checkpoint
