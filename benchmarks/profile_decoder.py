@@ -72,6 +72,21 @@ def _feeds(batch: int, embedding_shape: tuple[int, ...], image_size: int) -> dic
     }
 
 
+def _decoder_path(path: Path) -> str:
+    """The decoder graph ``path`` names: an ``.onnx`` file, or a model directory's decoder."""
+    from samedge.errors import ModelDirError
+    from samedge.model_dir import read_model_dir
+
+    if path.is_dir():
+        try:
+            return str(path / read_model_dir(path).decoder)
+        except ModelDirError as e:
+            raise ValueError(f"{path} is a folder but not a samedge model directory ({e})") from e
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; give a decoder .onnx or a model directory")
+    return str(path)
+
+
 def _export_variants(model: str, work: Path) -> dict[str, str]:
     """Random-weight exports of ``model`` with SAM's own and with the batched decoder."""
     from samedge.errors import ModelDirError
@@ -191,7 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="markdown file (a .json beside it)")
     args = parser.parse_args(argv)
 
-    variants = dict(item.split("=", 1) for item in args.decoder)
+    variants = {}
+    for item in args.decoder:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--decoder: got {item!r}, expected NAME=PATH")
+        try:
+            variants[name] = _decoder_path(Path(path))
+        except ValueError as e:
+            parser.error(f"--decoder {name}: {e}")
     if args.export:
         variants.update(_export_variants(args.export, args.work))
     if not variants:

@@ -34,7 +34,8 @@
 # samexporter venv already made): mobile_sam 13 minutes and sam_vit_b 34 (both with a fresh
 # random-weight export and their builds, made again whenever the exporters' code changed;
 # the sam_vit_b INT8 build is 5 of them, its PyTorch encoder takes 13-30 s a run there),
-# decoder 2, prepost 3, profile 5; samedge_tiny, eval and frame_size a few minutes each.
+# decoder 2, prepost 3, profile 5; samedge_tiny, eval and frame_size a few minutes each
+# (frame_size's three exports add several when the exporters' code changed).
 # Other processes on the machine add
 # noise to the latencies; the peer ratios are measured in the same run, so
 # they hold better than absolute times.
@@ -99,10 +100,14 @@ for step in "${steps[@]}"; do
         frame_size)
             # MobileSAM (random weights) square and for 640x480 / 1280x720 frames; each
             # --frame-size export searches the margin that passes the gate (minutes).
+            # Reused while the exporters' code is the one that made them (the card's hash).
+            current=$(python -c 'from samedge.exporters.graphs import exported_with as w; print(w()["exporters_sha256"])')
             for size in square 640x480 1280x720; do
-                [ -f "$work/mobile_sam-$size/samedge.json" ] && continue
+                made=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["details"].get("exported_with", {}).get("exporters_sha256", ""))' \
+                    "$work/mobile_sam-$size/samedge.json" 2>/dev/null || true)
+                [ "$made" = "$current" ] && continue
                 flag=(); [ "$size" != square ] && flag=(--frame-size "$size")
-                samedge -q export mobile_sam --random-weights -o "$work/mobile_sam-$size" "${flag[@]}"
+                samedge -q export mobile_sam --random-weights -o "$work/mobile_sam-$size" --force "${flag[@]}"
             done
             python benchmarks/bench_frame_size.py --runs 7 --machine "$machine" \
                 "$work/mobile_sam-square:$work/mobile_sam-640x480" \

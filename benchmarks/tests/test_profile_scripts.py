@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from generator_thresholds import Row, _iou, best
 from generator_thresholds import markdown as thresholds_markdown
+from profile_decoder import _decoder_path
 from profile_encoder import is_gemm, kernel_precision, markdown, profile
 
 TINY = Path(__file__).resolve().parents[2] / "samedge" / "assets" / "samedge_tiny"
@@ -53,6 +54,15 @@ def test_profile_of_the_shipped_encoder_adds_up() -> None:
     assert p.float_gemms == []  # listed only for quantized graphs
     text = markdown([p], "cmd", ["header"])
     assert "| fp32 samedge_tiny | f32 |" in text
+
+
+def test_profile_decoder_takes_a_decoder_file_or_a_model_directory(tmp_path: Path) -> None:
+    assert _decoder_path(TINY) == str(TINY / "decoder.onnx")
+    assert _decoder_path(TINY / "decoder.onnx") == str(TINY / "decoder.onnx")
+    with pytest.raises(ValueError, match="not a samedge model directory"):
+        _decoder_path(tmp_path)
+    with pytest.raises(ValueError, match="no such file"):
+        _decoder_path(tmp_path / "missing.onnx")
 
 
 def test_threshold_sweep_scores_and_choice() -> None:
