@@ -70,8 +70,9 @@ for step in "${steps[@]}"; do
             ;;
         sam_vit_b)
             # Its INT8 build (attention MatMuls int8, as `samedge build` does by default;
-            # 8 calibration frames for time) peaked at 9.8 GiB of memory and took 7 minutes
-            # here on 2026-12-03: only on machines with 14 GiB or more, fp32 alone elsewhere.
+            # 8 calibration frames for time) peaks at 9.7 GiB of memory (results/amd-epyc-2c/
+            # calibration_memory.md) and took 4.6 minutes here on 2026-12-03 (the bench
+            # report's built_by): only on machines with 14 GiB or more, fp32 alone elsewhere.
             int8=()
             mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
             if [ "${mem_kib:-0}" -ge $((14 * 1024 * 1024)) ]; then

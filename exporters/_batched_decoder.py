@@ -20,7 +20,8 @@ rearranged so that
 * the image->token attention's logits are (head, token) rows x image
   columns, so its softmax over a head's T tokens reduces along an outer axis
   and vectorises over the image positions (as ``[B, h*w, H, T]`` the kernels
-  worked on T-wide slivers: 27 of OpenVINO's 257 ms for 16 objects);
+  worked on T-wide slivers: 52 of OpenVINO bf16's 559 ms for 16 objects on one
+  thread, benchmarks/results/amd-epyc-2c/decoder_softmax_axis.md);
 * the two 2x2/stride-2 transposed convolutions of the output upscaling run as
   matrix products in channels-last layout (``LayerNorm2d`` becomes one
   ``LayerNormalization``), and only the 4-channel mask logits are reordered.
