@@ -2,11 +2,13 @@
 
 Times one or more ``decoder.onnx`` files through samedge's own backends
 (ONNX Runtime CPU, OpenVINO CPU in bf16 and fp32) with the same random
-embedding and one point per object. Runs of all variants and backends are
-interleaved (round-robin), so load from other processes hits every row alike
-and the ratios hold better than the absolute times. ``--ops`` adds per-op-type
-time shares (ONNX Runtime's profiler, OpenVINO's performance counters) at the
-largest B, which is what shows where per-object time goes.
+embedding and one point per object (``--points N`` for more). Runs of all
+variants and backends are interleaved (round-robin), so load from other
+processes hits every row alike and the ratios hold better than the absolute
+times. ``--ops`` adds the slowest nodes' times (ONNX Runtime's profiler,
+OpenVINO's performance counters) at the smallest and the largest B, side by
+side per object: which nodes' work is shared over the batch and which costs
+the same per object at any size.
 
     python benchmarks/profile_decoder.py \\
         --decoder upstream=work/upstream/decoder.onnx --decoder batched=work/batched/decoder.onnx \\
@@ -22,6 +24,7 @@ Repository tooling (not installed with samedge).
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import datetime
 import json
@@ -60,13 +63,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _feeds(batch: int, embedding_shape: tuple[int, ...], image_size: int) -> dict[str, np.ndarray]:
+def _feeds(
+    batch: int, embedding_shape: tuple[int, ...], image_size: int, points: int = 1
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     low = 4 * embedding_shape[-1]
     return {
         "image_embeddings": rng.standard_normal((1, *embedding_shape), dtype=np.float32),
-        "point_coords": rng.uniform(0, image_size, (batch, 1, 2)).astype(np.float32),
-        "point_labels": np.ones((batch, 1), np.float32),
+        "point_coords": rng.uniform(0, image_size, (batch, points, 2)).astype(np.float32),
+        "point_labels": np.ones((batch, points), np.float32),
         "mask_input": np.zeros((batch, 1, low, low), np.float32),
         "has_mask_input": np.zeros((batch,), np.float32),
     }
@@ -132,9 +137,10 @@ def _backend(kind: str, path: Path, threads: int) -> Any:
     )
 
 
-def _op_shares_ort(
+def _node_times_ort(
     path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int
 ) -> dict[str, float]:
+    """ms per call per node (``"OpType name"``): the median over ``runs`` runs after a warm-up."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -143,20 +149,26 @@ def _op_shares_ort(
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "ort")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        session.run(None, feeds)
-        for _ in range(runs):
+        for _ in range(runs + 1):
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
-    per_op: collections.Counter[str] = collections.Counter()
+    starts = sorted(
+        e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run"
+    )
+    per_run = [collections.Counter[str]() for _ in starts]
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            per_op[e["args"]["op_name"]] += e["dur"] / 1e3 / (runs + 1)
-    return dict(per_op)
+            run = bisect.bisect_right(starts, e["ts"]) - 1
+            if run >= 0:
+                node = f"{e['args']['op_name']} {e['name'].removesuffix('_kernel_time')}"
+                per_run[run][node] += e["dur"] / 1e3
+    return _median_per_node(per_run[1:])
 
 
-def _op_shares_ov(
+def _node_times_ov(
     path: Path, feeds: dict[str, np.ndarray], precision: str, threads: int, runs: int
 ) -> dict[str, float]:
+    """ms per call per node (``"OpType name"``): the median over ``runs`` runs after a warm-up."""
     import openvino as ov
 
     core = ov.Core()
@@ -172,12 +184,55 @@ def _op_shares_ov(
     )
     request = compiled.create_infer_request()
     request.infer(feeds)
-    per_op: collections.Counter[str] = collections.Counter()
+    per_run = []
     for _ in range(runs):
         request.infer(feeds)
+        per_node: collections.Counter[str] = collections.Counter()
         for p in request.profiling_info:
-            per_op[p.node_type] += p.real_time.total_seconds() * 1e3 / runs
-    return dict(per_op)
+            per_node[f"{p.node_type} {p.node_name}"] += p.real_time.total_seconds() * 1e3
+        per_run.append(per_node)
+    return _median_per_node(per_run)
+
+
+def _median_per_node(per_run: list[collections.Counter[str]]) -> dict[str, float]:
+    nodes = {node for run in per_run for node in run}
+    return {node: statistics.median(run[node] for run in per_run) for node in sorted(nodes)}
+
+
+OpTimes = dict[str, dict[str, dict[int, dict[str, float]]]]  # variant -> backend -> B -> op -> ms
+
+
+def nodes_markdown(ops: OpTimes, top: int = 12) -> list[str]:
+    """Per variant and backend: the slowest nodes at the smallest and largest B, per object."""
+    lines: list[str] = []
+    for name, per_backend in ops.items():
+        for b, by_batch in per_backend.items():
+            one, most = min(by_batch), max(by_batch)
+            small, big = by_batch[one], by_batch[most]
+            lines += [
+                "",
+                f"### {name}, {b}",
+                "",
+                f"| node | B={one} ms | B={most} ms | B={most} per object | per object / B={one} |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            order = sorted(set(small) | set(big), key=lambda node: -big.get(node, 0.0))
+            rows = [("{} `{}`".format(*node.split(" ", 1)), node) for node in order[:top]]
+            cells = [(label, small.get(node, 0.0), big.get(node, 0.0)) for label, node in rows]
+            rest = order[top:]
+            if rest:
+                cells.append(
+                    (
+                        f"{len(rest)} other nodes",
+                        sum(small.get(node, 0.0) for node in rest),
+                        sum(big.get(node, 0.0) for node in rest),
+                    )
+                )
+            cells.append(("**all**", sum(small.values()), sum(big.values())))
+            for label, a, c in cells:
+                ratio = f"{c / most / a:.2f}×" if a > 0 else "–"
+                lines.append(f"| {label} | {a:.1f} | {c:.1f} | {c / most:.2f} | {ratio} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,10 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--objects", default="1,4,16")
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--points", type=int, default=1, help="clicks per object")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--embedding", default="256,64,64", help="C,h,w of the image embedding")
     parser.add_argument("--image-size", type=int, default=1024)
-    parser.add_argument("--ops", action="store_true", help="per-op-type time at the largest B")
+    parser.add_argument(
+        "--ops", action="store_true", help="per-node times at the smallest and largest B"
+    )
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -224,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         if b not in BACKENDS:
             parser.error(f"--backends: got {b!r}, expected some of {', '.join(BACKENDS)}")
     objects = [int(x) for x in args.objects.split(",")]
+    if args.points < 1:
+        parser.error(f"--points: got {args.points}, expected 1 or more clicks per object")
     embedding = tuple(int(x) for x in args.embedding.split(","))
-    feeds = {b: _feeds(b, embedding, args.image_size) for b in objects}
+    feeds = {b: _feeds(b, embedding, args.image_size, args.points) for b in objects}
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     load_start = os.getloadavg()[0]
 
@@ -252,18 +312,20 @@ def main(argv: list[str] | None = None) -> int:
         s.close()
     load_end = os.getloadavg()[0]
 
-    ops: dict[str, dict[str, dict[str, float]]] = {}
+    # Per node at the smallest and the largest B: which nodes amortise and which do not.
+    ops: OpTimes = {}
     if args.ops:
-        biggest = feeds[max(objects)]
         for name, path in variants.items():
-            ops[name] = {}
-            for b in backends:
-                if b == "ort":
-                    ops[name][b] = _op_shares_ort(Path(path), biggest, args.threads, 3)
-                else:
-                    ops[name][b] = _op_shares_ov(
-                        Path(path), biggest, "bf16" if b == "ov-bf16" else "f32", args.threads, 3
-                    )
+            ops[name] = {b: {} for b in backends}
+            for n in sorted({min(objects), max(objects)}):
+                for b in backends:
+                    if b == "ort":
+                        ops[name][b][n] = _node_times_ort(Path(path), feeds[n], args.threads, 5)
+                    else:
+                        precision = "bf16" if b == "ov-bf16" else "f32"
+                        ops[name][b][n] = _node_times_ov(
+                            Path(path), feeds[n], precision, args.threads, 5
+                        )
 
     med = {(r.variant, r.backend, n): statistics.median(r.times[n]) for r in rows for n in objects}
     given = argv if argv is not None else sys.argv[1:]
@@ -280,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- {args.runs} timed runs per cell after one warm-up per B, all cells interleaved "
         f"round-robin; medians in ms of {args.clock} time"
         + (" (process CPU time: compute, not waiting for a core)" if args.clock == "cpu" else ""),
-        "- one point per object, no mask input, random embedding; per object = median / B",
+        f"- {args.points} point(s) per object, no mask input, random embedding; "
+        "per object = median / B",
         "",
         "| variant | backend | "
         + " | ".join(f"B={n} ms" for n in objects)
@@ -323,16 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     if ops:
         lines += [
             "",
-            f"## Time per op type at B={most} "
-            "(ms per call; ORT profiler / OpenVINO performance counters)",
+            f"## The slowest nodes at B={one} and B={most}",
             "",
+            "ms per call, the median of 5 profiled runs after a warm-up one (ONNX Runtime's "
+            "profiler, OpenVINO's performance counters; profiling adds its own overhead, so "
+            f"totals differ from the table above). `per object / B={one}` well under 1 is a "
+            "node whose work is shared over the batch; near 1, a node that costs the same per "
+            f"object at both sizes; – a node with no namesake at B={one} (OpenVINO names the "
+            "nodes it makes itself anew in each compile).",
         ]
-        for name, per_backend in ops.items():
-            for b, per_op in per_backend.items():
-                total = sum(per_op.values())
-                top = sorted(per_op.items(), key=lambda kv: -kv[1])[:8]
-                cells = ", ".join(f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in top)
-                lines.append(f"- {name}, {b}: total {total:.1f} ms: {cells}")
+        lines += nodes_markdown(ops)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
@@ -342,12 +405,16 @@ def main(argv: list[str] | None = None) -> int:
             "started": started,
             "argv": sys.argv,
             "threads": args.threads,
+            "points": args.points,
             "load": [load_start, load_end],
             "variants": variants,
             "times_ms": {
                 f"{r.variant}/{r.backend}": {str(n): r.times[n] for n in objects} for r in rows
             },
-            "ops_ms": ops,
+            "ops_ms": {
+                name: {b: {str(n): v for n, v in by_n.items()} for b, by_n in per_b.items()}
+                for name, per_b in ops.items()
+            },
         }
         args.output.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     return 0

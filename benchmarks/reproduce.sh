@@ -9,7 +9,10 @@
 # fp16/int8 builds + the peers), sam_vit_b (fp32 + the peers), samedge-tiny's
 # held-out accuracy, decoder (MobileSAM's decoder per object at B=1/4/16, SAM's
 # own predict_masks vs samedge's batched export, ONNX Runtime and OpenVINO:
-# results/<machine>/decoder_batch.md), prepost (pre-/post-processing share of
+# results/<machine>/decoder_batch.md), ort_spinning (a MobileSAM frame on ONNX
+# Runtime with its threads stopping or spinning after each run, encoder and
+# decoder timed through the Predictor: results/<machine>/ort_spinning.md; needs
+# the decoder step's export), prepost (pre-/post-processing share of
 # a streamed frame, exact vs fast paths: results/<machine>/prepost.md),
 # frame_size (MobileSAM's encoder on 640x480 / 1280x720 content vs the padded
 # square, speed and mask agreement: results/<machine>/frame_size.md),
@@ -34,7 +37,8 @@
 # samexporter venv already made): mobile_sam 13 minutes and sam_vit_b 34 (both with a fresh
 # random-weight export and their builds, made again whenever the exporters' code changed;
 # the sam_vit_b INT8 build is 5 of them, its PyTorch encoder takes 13-30 s a run there),
-# decoder 2, prepost 3, profile 5; samedge_tiny, eval and frame_size a few minutes each
+# decoder 2, ort_spinning 2, prepost 3, profile 5; samedge_tiny, eval and frame_size a few
+# minutes each
 # (frame_size's three exports add several when the exporters' code changed).
 # Other processes on the machine add
 # noise to the latencies; the peer ratios are measured in the same run, so
@@ -46,7 +50,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder prepost frame_size profile)
+[ ${#steps[@]} -eq 0 ] && steps=(samedge_tiny mobile_sam sam_vit_b eval decoder ort_spinning prepost frame_size profile)
 
 machine="${SAMEDGE_MACHINE:-$(python -c 'from samedge.bench import machine_name; print(machine_name())')}"
 results="benchmarks/results/$machine"
@@ -71,7 +75,7 @@ for step in "${steps[@]}"; do
         sam_vit_b)
             # Its INT8 build (attention MatMuls int8, as `samedge build` does by default;
             # 8 calibration frames for time) peaks at 9.7 GiB of memory (results/amd-epyc-2c/
-            # calibration_memory.md) and took 4.6 minutes here on 2026-12-03 (the bench
+            # calibration_memory.md) and took 4.7 minutes here on 2026-12-03 (the bench
             # report's built_by): only on machines with 14 GiB or more, fp32 alone elsewhere.
             int8=()
             mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
@@ -91,6 +95,12 @@ for step in "${steps[@]}"; do
             python benchmarks/profile_decoder.py --export mobile_sam --work "$work" \
                 --threads 1 --clock cpu --objects 1,4,16 --runs 7 --ops \
                 --output "$results/decoder_batch.md"
+            ;;
+        ort_spinning)
+            # Needs the decoder step's MobileSAM export. Wall time, 2 threads per session:
+            # what the setting changes is how two sessions share the cores.
+            python benchmarks/profile_ort_spinning.py --model "$work/mobile_sam-decoder-batched" \
+                --threads 2 --rounds 4 --frames 6 --output "$results/ort_spinning.md"
             ;;
         prepost)
             # Needs the decoder step's MobileSAM export.
@@ -145,7 +155,7 @@ for step in "${steps[@]}"; do
             python benchmarks/video_peer.py "$results/bench_video_sam2.1_hiera_tiny.json" --frames 2
             ;;
         *)
-            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, prepost, frame_size, profile or video" >&2
+            echo "reproduce.sh: unknown step '$step'; expected samedge_tiny, mobile_sam, sam_vit_b, eval, decoder, ort_spinning, prepost, frame_size, profile or video" >&2
             exit 2
             ;;
     esac

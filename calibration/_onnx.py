@@ -50,6 +50,7 @@ import onnx
 
 from samedge._io import free_space
 from samedge.errors import ExportError, InputError, OutputWriteError
+from samedge.runtimes.ort import STOP_SPINNING_AFTER_RUN
 
 __all__ = [
     "cpu_session",
@@ -184,6 +185,8 @@ def session_options(threads: int | None = None, *, node_order: bool = False) -> 
     options.log_severity_level = 3
     options.enable_mem_pattern = False
     options.enable_cpu_mem_arena = False
+    # Encoder and decoder sessions take turns: an idle one must not spin.
+    options.add_session_config_entry(*STOP_SPINNING_AFTER_RUN)
     if threads is not None:
         options.intra_op_num_threads = threads
     if node_order:

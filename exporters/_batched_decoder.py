@@ -334,6 +334,10 @@ class BatchedMaskDecoder(nn.Module):
                 + self._image_to_token(layer.cross_attn_image_to_token, keys_pe, q_tokens, queries)
             )
 
+        # Only the IoU and mask tokens' outputs are read: the final attention
+        # skips the prompt tokens' rows (exact; 2 of 7 rows for one click).
+        used = 1 + decoder.num_mask_tokens
+        queries, query_pe = queries[:, :used], query_pe[:, :used]
         attn_out = self._token_to_image(
             transformer.final_attn_token_to_image, queries + query_pe, keys, keys + self.pe_cl
         )

@@ -43,6 +43,9 @@ CPU_EP = "CPUExecutionProvider"
 #: Providers in the order samedge prefers them when ``OrtConfig.providers`` is ``None``.
 PREFERRED_PROVIDERS = (TENSORRT_EP, CUDA_EP, OPENVINO_EP, CPU_EP)
 _CUDA_FAMILY = frozenset({TENSORRT_EP, CUDA_EP})
+# Session config entry that stops the intra-op threads' busy-wait when a run
+# returns; see OrtConfig.spin_after_run.
+STOP_SPINNING_AFTER_RUN = ("session.force_spinning_stop", "1")
 
 # ONNX Runtime's type strings for the dtypes SAM graphs use at their boundaries.
 _ORT_TYPES: dict[str, np.dtype] = {
@@ -81,12 +84,22 @@ class OrtConfig:
         graph_optimization: Graph optimisation level.
         io_binding: Run through IOBinding. ``None`` turns it on when the first
             provider is a CUDA one, where it saves copies (see :meth:`OrtBackend._infer`).
+        spin_after_run: Let the intra-op threads keep busy-waiting after a run
+            returns (ONNX Runtime's own default). samedge stops them
+            (``session.force_spinning_stop``): a predictor runs an encoder and a
+            decoder session one after the other, and the idle one's spinning
+            threads would take the cores the other's run needs (on 2 cores, a
+            MobileSAM decoder call right after the encoder took 61 ms instead
+            of 30: benchmarks/results/amd-epyc-2c/ort_spinning.md). They
+            still spin between the operators of one run. ``True`` suits a
+            program that runs one session in a tight loop.
     """
 
     providers: tuple[str, ...] | None = None
     intra_op_threads: int | None = None
     graph_optimization: GraphOptimization = GraphOptimization.ALL
     io_binding: bool | None = None
+    spin_after_run: bool = False
 
     def __post_init__(self) -> None:
         if self.providers is not None:
@@ -117,6 +130,8 @@ class OrtConfig:
             )
         if self.io_binding is not None and not isinstance(self.io_binding, bool):
             raise InputError(f"io_binding: got {self.io_binding!r}, expected True, False or None")
+        if not isinstance(self.spin_after_run, bool):
+            raise InputError(f"spin_after_run: got {self.spin_after_run!r}, expected True or False")
 
 
 def _import_onnxruntime() -> Any:
@@ -254,6 +269,8 @@ class OrtBackend(Backend):
         }[self.config.graph_optimization]
         if self.config.intra_op_threads is not None:
             options.intra_op_num_threads = self.config.intra_op_threads
+        if not self.config.spin_after_run:
+            options.add_session_config_entry(*STOP_SPINNING_AFTER_RUN)
         self._session = ort.InferenceSession(
             str(self.model_path),
             sess_options=options,

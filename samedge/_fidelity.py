@@ -48,6 +48,7 @@ from samedge.model_dir import ModelCard
 from samedge.postprocess import postprocess_masks
 from samedge.preprocess import ResizeLongestSide, model_input
 from samedge.prompts import ObjectPrompt, batch_prompts
+from samedge.runtimes.ort import STOP_SPINNING_AFTER_RUN
 from samedge.stream.sources import is_synthetic
 
 __all__ = [
@@ -258,6 +259,8 @@ def cpu_session(model: str | os.PathLike[str] | bytes) -> Any:
     # during a build: hold weights between runs, not the largest run's activations.
     options.enable_mem_pattern = False
     options.enable_cpu_mem_arena = False
+    # The reference's encoder and decoder sessions take turns: an idle one must not spin.
+    options.add_session_config_entry(*STOP_SPINNING_AFTER_RUN)
     source = model if isinstance(model, bytes) else os.fspath(model)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

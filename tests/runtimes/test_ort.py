@@ -29,11 +29,34 @@ FAKE_GPU = CudaDevice(0, "Fake GPU", (8, 7))
         ({"intra_op_threads": True}, "int >= 1"),
         ({"graph_optimization": "all"}, "GraphOptimization"),
         ({"io_binding": 1}, "True, False or None"),
+        ({"spin_after_run": None}, "True or False"),
     ],
 )
 def test_config_is_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
         OrtConfig(**kwargs)
+
+
+def _config_entries(backend: OrtBackend) -> dict[str, str]:
+    options = backend._session.get_session_options()  # type: ignore[union-attr]
+    entries = {}
+    for key in ("session.force_spinning_stop", "session.intra_op.allow_spinning"):
+        try:
+            entries[key] = options.get_session_config_entry(key)
+        except RuntimeError:  # ORT's way of saying "not set"
+            pass
+    return entries
+
+
+def test_threads_stop_spinning_after_a_run_unless_asked(tmp_path: Path) -> None:
+    path = matmul_add(tmp_path / "m.onnx")
+    feeds = {"x": np.ones((2, 4), np.float32)}
+    with OrtBackend(path, OrtConfig(intra_op_threads=2)) as quiet:
+        assert _config_entries(quiet) == {"session.force_spinning_stop": "1"}
+        np.testing.assert_allclose(quiet.infer(feeds)["y"], matmul_add_ref(feeds["x"]), rtol=1e-6)
+    with OrtBackend(path, OrtConfig(intra_op_threads=2, spin_after_run=True)) as spinning:
+        # ONNX Runtime's own default: nothing set.
+        assert _config_entries(spinning) == {}
 
 
 def test_constructor_refuses_conflicting_arguments(tmp_path: Path) -> None:
