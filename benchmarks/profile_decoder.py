@@ -230,7 +230,8 @@ def nodes_markdown(ops: OpTimes, top: int = 12) -> list[str]:
                 )
             cells.append(("**all**", sum(small.values()), sum(big.values())))
             for label, a, c in cells:
-                ratio = f"{c / most / a:.2f}×" if a > 0 else "–"
+                # One batch size only: nothing to compare per object.
+                ratio = f"{c / most / a:.2f}×" if a > 0 and most > one else "–"
                 lines.append(f"| {label} | {a:.1f} | {c:.1f} | {c / most:.2f} | {ratio} |")
     return lines
 

@@ -84,6 +84,9 @@ def test_nodes_markdown_shows_which_nodes_amortise() -> None:
     assert "| Gemm `shared` | 9.0 | 9.6 | 0.60 | 0.07× |" in lines
     assert "| 2 other nodes | 0.8 | 12.0 | 0.75 | 1.00× |" in lines
     assert "| **all** | 15.8 | 117.6 | 7.35 | 0.47× |" in lines
+    # One batch size: no per-object ratio to show.
+    single = nodes_markdown({"v": {"ort": {16: {"Gemm up1": 96.0}}}})
+    assert "| Gemm `up1` | 96.0 | 96.0 | 6.00 | – |" in single
 
 
 @pytest.mark.openvino
