@@ -199,7 +199,7 @@ def _median_per_node(per_run: list[collections.Counter[str]]) -> dict[str, float
     return {node: statistics.median(run[node] for run in per_run) for node in sorted(nodes)}
 
 
-OpTimes = dict[str, dict[str, dict[int, dict[str, float]]]]  # variant -> backend -> B -> op -> ms
+OpTimes = dict[str, dict[str, dict[int, dict[str, float]]]]  # variant -> backend -> B -> node -> ms
 
 
 def nodes_markdown(ops: OpTimes, top: int = 12) -> list[str]:

@@ -47,7 +47,7 @@ STAGES = ("encoder", "decoder after encoder", "decoder again", "frame", "frame c
 
 def _child(model: str, spin: bool, threads: int, frames: int) -> dict[str, list[float]]:
     """Time ``frames`` frames (after two warm-up ones) in this process; ms per stage."""
-    import cv2
+    from profile_prepost import _frame
 
     from samedge.predictor import Predictor
     from samedge.runtimes import OrtConfig
@@ -55,9 +55,7 @@ def _child(model: str, spin: bool, threads: int, frames: int) -> dict[str, list[
     config = OrtConfig(
         intra_op_threads=threads, providers=("CPUExecutionProvider",), spin_after_run=spin
     )
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (31, 41, 3), dtype=np.uint8)
-    frame = np.ascontiguousarray(cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC))
+    frame = _frame(640, 480)
     coords, labels = np.array([[320.0, 240.0]]), np.array([1])
     times: dict[str, list[float]] = {s: [] for s in STAGES}
     with Predictor(model, backend="onnxruntime", config=config) as predictor:

@@ -89,8 +89,8 @@ class OrtConfig:
             (``session.force_spinning_stop``): a predictor runs an encoder and a
             decoder session one after the other, and the idle one's spinning
             threads would take the cores the other's run needs (on 2 cores, a
-            MobileSAM decoder call right after the encoder took 61 ms instead
-            of 30: benchmarks/results/amd-epyc-2c/ort_spinning.md). They
+            MobileSAM decoder call right after the encoder took 56 ms instead
+            of 28: benchmarks/results/amd-epyc-2c/ort_spinning.md). They
             still spin between the operators of one run. ``True`` suits a
             program that runs one session in a tight loop.
     """
