@@ -121,7 +121,7 @@ def scene_clip(seed: int, frames: int, objects: int, size: tuple[int, int] = SCE
     areas = first.masks.reshape(len(first.ids), -1).sum(axis=1)
     order = [int(k) for k in np.argsort(-areas, kind="stable")]
     least = _MIN_OBJECT_FRACTION * size[0] * size[1]
-    prompts = []
+    prompts: list[ObjectPrompt] = []
     for k in order[:objects]:
         if areas[k] < least:
             break

@@ -148,20 +148,19 @@ class BatchedMaskDecoder(nn.Module):
         pe = image_pe.detach().flatten(2)  # [1, C, n]
         self.register_buffer("pe_cl", pe.transpose(1, 2).contiguous())
         self._fold_weights()
-        heads = {
-            a.num_heads
-            for layer in mask_decoder.transformer.layers  # type: ignore[union-attr]
+        decoder: Any = mask_decoder
+        transformer = decoder.transformer
+        attentions = [
+            a
+            for layer in transformer.layers
             for a in (layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)
-        } | {mask_decoder.transformer.final_attn_token_to_image.num_heads}  # type: ignore[union-attr]
-        inner = {
-            a.q_proj.out_features
-            for layer in mask_decoder.transformer.layers  # type: ignore[union-attr]
-            for a in (layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)
-        } | {mask_decoder.transformer.final_attn_token_to_image.q_proj.out_features}  # type: ignore[union-attr]
+        ] + [transformer.final_attn_token_to_image]
+        heads: set[int] = {int(a.num_heads) for a in attentions}
+        inner: set[int] = {int(a.q_proj.out_features) for a in attentions}
         if len(heads) != 1 or len(inner) != 1:
             raise ValueError("BatchedMaskDecoder: cross-attention layers differ in heads or width")
-        (self.num_heads,) = heads
-        (width,) = inner
+        self.num_heads: int = next(iter(heads))
+        width = next(iter(inner))
         # head_mask[h, 0, c] = 1 where channel c belongs to head h: turns per-token
         # rows into block-diagonal (head, token) rows.
         per_head = width // self.num_heads

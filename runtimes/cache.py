@@ -350,6 +350,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _dict_field(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """``data[name]`` where it is a JSON object, else an empty one."""
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _tree_size_and_mtime(path: Path) -> tuple[int, float]:
     size, newest = 0, 0.0
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
@@ -368,7 +374,7 @@ def _engine_entries(root: Path) -> list[CacheEntry]:
     entries = []
     for blob in sorted((root / "engines").glob("*/*.blob")):
         meta = _read_json(blob.with_suffix(".json"))
-        key = meta.get("key") if isinstance(meta.get("key"), dict) else {}
+        key = _dict_field(meta, "key")
         size, modified = _tree_size_and_mtime(blob)
         size += _tree_size_and_mtime(blob.with_suffix(".json"))[0] if meta else 0
         detail = ", ".join(str(key[k]) for k in ("precision", "device", "profile") if key.get(k))
@@ -404,7 +410,7 @@ def _openvino_entries(root: Path) -> list[CacheEntry]:
     for child in sorted(base.iterdir()):
         if child.is_dir() and (child / OV_ENTRY_NAME).is_file():
             info = _read_json(child / OV_ENTRY_NAME)
-            key = info.get("key") if isinstance(info.get("key"), dict) else {}
+            key = _dict_field(info, "key")
             size, modified = _tree_size_and_mtime(child)
             detail = ", ".join(
                 str(v)

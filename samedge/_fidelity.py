@@ -223,10 +223,9 @@ class Fidelity:
                 mean_iou=_from_json(stats.get("mean_iou"), "mean_iou"),
                 p5_iou=_from_json(stats.get("p5_iou"), "p5_iou"),
             )
-        return cls(
-            **{n: int(v) if n in ("frames", "masks") else v for n, v in values.items()},
-            by_size=by_size,
-        )
+        counts = ("frames", "masks")
+        numbers: dict[str, Any] = {n: int(v) if n in counts else v for n, v in values.items()}
+        return cls(**numbers, by_size=by_size)
 
     def line(self) -> str:
         """One line for a terminal."""

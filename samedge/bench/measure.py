@@ -35,11 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_K = TypeVar("_K", bound=Hashable)
 
 #: The ISA cap of ``--isa-cap``: AVX-512 with VNNI (INT8 dot products) but no
 #: bf16 and no AMX, i.e. an edge x86 CPU where INT8 must carry the speed.
@@ -493,14 +495,29 @@ def _config(variant: Variant, threads: int | None, max_objects: int) -> tuple[An
 
 
 def _time_calls(call: Callable[[], object], warmup: int, runs: int) -> Timing:
-    for _ in range(warmup):
-        call()
-    seconds = []
+    return _time_interleaved({0: call}, warmup, runs)[0]
+
+
+def _time_interleaved(
+    calls: Mapping[_K, Callable[[], object]], warmup: int, runs: int
+) -> dict[_K, Timing]:
+    """Each call warmed up, then timed once per round, all calls round-robin.
+
+    Interleaving puts the calls under the same machine conditions: a ratio
+    between them (the decoder's 16 objects against one) is not moved by a
+    burst of load that hit only one of them, as timing them one after the
+    other would be.
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    seconds: dict[_K, list[float]] = {key: [] for key in calls}
     for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return Timing.from_seconds(seconds)
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            seconds[key].append(time.perf_counter() - start)
+    return {key: Timing.from_seconds(s) for key, s in seconds.items()}
 
 
 def _prompts(job: PartJob, objects: int, rng: np.random.Generator) -> list[Any]:
@@ -683,19 +700,20 @@ def _measure_decoder(
     transform = ResizeLongestSide(card.image_size)
     original = (job.frame_size[1], job.frame_size[0])
     backend = _open(path, job)
-    rows = []
     try:
         start = time.perf_counter()
         backend.load()
         build_s = time.perf_counter() - start
         engine_mib, engine_note = _engine_mib(cache, [path])
+        calls: dict[int, Callable[[], object]] = {}
         for objects in job.objects:
             batch = batch_prompts(
                 _prompts(job, objects, rng), original, transform, card.low_res_mask_size
             )
             feeds = {graph_names.IMAGE_EMBEDDINGS: embedding, **batch.feeds()}
-            timing = _time_calls(partial(backend.infer, feeds), job.warmup, job.runs)
-            rows.append((objects, timing))
+            calls[objects] = partial(backend.infer, feeds)
+        # Round-robin over the batch sizes, so their ratio is measured under one load.
+        rows = list(_time_interleaved(calls, job.warmup, job.runs).items())
         precision, device = backend.precision, backend.device
         rss = _peak_rss_mib()
     finally:

@@ -200,7 +200,13 @@ class BenchReport:
                 else ""
             ),
             f"- threads {threads}, {self.settings.get('warmup')} warm-up + "
-            f"{self.settings.get('runs')} timed runs per row; medians (p90, p99) in ms",
+            f"{self.settings.get('runs')} timed runs per row"
+            + (
+                " (the decoder's batch sizes round-robin)"
+                if self.settings.get("decoder_batches") == "round-robin"
+                else ""
+            )
+            + "; medians (p90, p99) in ms",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
         ]
         if self.default:

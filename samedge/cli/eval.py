@@ -191,8 +191,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.verbose:
             # One INFO line per object lost per sequence would bury the table.
             logging.getLogger("samedge.stream.tracking").setLevel(logging.WARNING)
-        prompt = {"prompt": PromptKind(args.prompt)} if hasattr(args, "prompt") else {}
-        config = VideoEvalConfig(**prompt)
+        config = (
+            VideoEvalConfig(prompt=PromptKind(args.prompt))
+            if hasattr(args, "prompt")
+            else VideoEvalConfig()
+        )
         video = evaluate_video(
             args.model,
             args.video,

@@ -9,6 +9,7 @@ from samedge.bench.measure import (
     AccuracyJob,
     PartJob,
     Variant,
+    _time_interleaved,
     measure_accuracy,
     measure_part,
     plan_variants,
@@ -74,6 +75,17 @@ def test_decoder_part_in_process():
     ]
     assert all(r.timing.runs == 2 and r.throughput_per_s > 0 for r in rows)
     assert rows[1].throughput_per_s == pytest.approx(3e3 / rows[1].timing.median_ms)
+
+
+def test_batch_sizes_are_timed_round_robin():
+    order = []
+    timings = _time_interleaved(
+        {b: (lambda b=b: order.append(b)) for b in (1, 4, 16)}, warmup=1, runs=2
+    )
+    # Warm-ups first, then one call of each size per round.
+    assert order == [1, 4, 16, 1, 4, 16, 1, 4, 16]
+    assert list(timings) == [1, 4, 16]
+    assert all(t.runs == 2 for t in timings.values())
 
 
 def test_a_failing_job_is_reported_not_raised(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -74,6 +75,16 @@ def test_json_markdown_and_plot(tmp_path):
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The ONNX Runtime predictor row has no accuracy: named in the plot, not plotted.
     assert report.plot_png()[:4] == b"\x89PNG"
+
+
+def test_markdown_says_how_the_decoder_batches_were_timed():
+    rows = [_row(part="decoder", objects=1, ms=2.0), _row(part="decoder", objects=16, ms=6.0)]
+    old = _report(rows)
+    assert "1 warm-up + 3 timed runs per row; medians" in old.markdown()
+    new = dataclasses.replace(old, settings={**old.settings, "decoder_batches": "round-robin"})
+    assert "3 timed runs per row (the decoder's batch sizes round-robin); medians" in (
+        new.markdown()
+    )
 
 
 def test_plot_draws_the_peers_beside_samedge():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,8 @@ def _config_entries(backend: OrtBackend) -> dict[str, str]:
     options = backend._session.get_session_options()  # type: ignore[union-attr]
     entries = {}
     for key in ("session.force_spinning_stop", "session.intra_op.allow_spinning"):
-        try:
+        with contextlib.suppress(RuntimeError):  # ORT's way of saying "not set"
             entries[key] = options.get_session_config_entry(key)
-        except RuntimeError:  # ORT's way of saying "not set"
-            pass
     return entries
 
 
