@@ -163,6 +163,8 @@ class PartJob:
             )
         if not self.objects or min(self.objects) < 1:
             raise InputError(f"PartJob.objects: got {self.objects}, expected counts >= 1")
+        if len(set(self.objects)) != len(self.objects):
+            raise InputError(f"PartJob.objects: got {self.objects}, expected each count once")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

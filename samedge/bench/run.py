@@ -139,6 +139,12 @@ class BenchConfig:
         for b in self.objects:
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise InputError(f"objects: got {b!r}, expected object counts >= 1")
+        twice = sorted({b for b in self.objects if self.objects.count(b) > 1})
+        if twice:
+            raise InputError(
+                f"objects: {', '.join(map(str, twice))} listed more than once in "
+                f"{','.join(map(str, self.objects))}; each batch size is one row, list it once"
+            )
         for name in ("points", "runs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

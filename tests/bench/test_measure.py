@@ -53,6 +53,8 @@ def test_jobs_round_trip_and_validate():
         PartJob("postprocess", "/m", variant)
     with pytest.raises(InputError, match="objects"):
         PartJob("decoder", "/m", variant, objects=(0,))
+    with pytest.raises(InputError, match="each count once"):
+        PartJob("decoder", "/m", variant, objects=(1, 1))
     with pytest.raises(InputError, match="hint"):
         Variant("openvino", hint="int4")
 

@@ -18,6 +18,7 @@ from samedge.predictor import resolve_model
     [
         ({"objects": ()}, "objects"),
         ({"objects": (1, 0)}, "counts >= 1"),
+        ({"objects": (1, 4, 1)}, "1 listed more than once in 1,4,1"),
         ({"runs": 0}, "runs"),
         ({"warmup": -1}, "warmup"),
         ({"backends": ("onnx",)}, "backends"),
